@@ -1,0 +1,40 @@
+"""The command line: `python -m core <command> --help`.
+
+Each command lives in its own module under core/cli/ and exposes `add_parser(subparsers)`, which registers
+the command and sets `func` to the function that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ["data", "tokenizer", "train", "evaluate", "chat", "bench"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="EmpathyGAIL: data, training, scoring.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"core.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"core.cli.{name}":
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

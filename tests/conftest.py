@@ -1,0 +1,25 @@
+import os
+
+import pytest
+import torch
+
+from core import paths
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config, items):
+    if (paths.data_dir() / "empatheticdialogues").is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"real data not found at {paths.data_dir()} (set ${paths.DATA_ENV})")
+    for item in items:
+        if "real_data" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def real_data_dir():
+    return paths.data_dir()
