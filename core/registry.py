@@ -1,0 +1,133 @@
+"""One interface for every model: model cards, `Responder`, and loading any checkpoint directory.
+
+Scoring and the app talk to models only through `Responder`, so they never branch on a model's kind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.models.generator import Context, Decoding, generate, load_generator, response_logprobs
+from core.text import collate, encode, load_tokenizer
+
+CARD_FILE = "model_card.json"
+
+
+@dataclass
+class ModelCard:
+    name: str
+    algorithm: str  # pretrain | mle | rl_seq2seq | textgail | empathygail
+    kind: str = "causal_lm"  # how to load it: causal_lm | seq2seq
+    data: str = ""
+    steps: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    hardware: str = ""
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    path: str = field(default="", compare=False)  # where it was loaded from; not saved
+
+    def save(self, directory: str | Path) -> None:
+        values = {k: v for k, v in asdict(self).items() if k != "path"}
+        Path(directory, CARD_FILE).write_text(json.dumps(values, indent=2, sort_keys=False) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ModelCard:
+        file = Path(directory, CARD_FILE)
+        if not file.is_file():
+            raise FileNotFoundError(f"{directory} is not a model directory: {CARD_FILE} is missing")
+        try:
+            values = json.loads(file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{file} is not valid JSON: {error}") from error
+        known = {f.name for f in fields(cls)}
+        missing = {"name", "algorithm"} - set(values)
+        if missing:
+            raise ValueError(f"{file} lacks {', '.join(sorted(missing))}")
+        return cls(**{k: v for k, v in values.items() if k in known}, path=str(Path(directory).resolve()))
+
+
+@dataclass
+class ResponseScore:
+    logprob: float  # sum of log p over the reply's tokens (its end token included)
+    n_tokens: int
+    n_words: int
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.logprob / max(self.n_tokens, 1))
+
+
+class Responder(ABC):
+    """A trained model behind the interface that scoring and the app use."""
+
+    card: ModelCard
+
+    def respond(self, history: Sequence[str], prompt: str, decoding: Decoding | None = None) -> str:
+        return self.respond_batch([(history, prompt)], decoding)[0]
+
+    @abstractmethod
+    def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> list[str]:
+        """One sampled (or greedy) reply per (history, prompt)."""
+
+    @abstractmethod
+    def score_batch(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[ResponseScore]:
+        """Log-likelihood of each given reply, for perplexity."""
+
+
+class CausalLMResponder(Responder):
+    def __init__(self, model, tokenizer, card: ModelCard):
+        self.model, self.tokenizer, self.card = model.eval(), tokenizer, card
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> CausalLMResponder:
+        return cls(load_generator(path, device), load_tokenizer(path), ModelCard.load(path))
+
+    def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> list[str]:
+        return generate(self.model, self.tokenizer, contexts, decoding or Decoding()).texts
+
+    @torch.no_grad()
+    def score_batch(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[ResponseScore]:
+        max_length = self.model.config.n_positions
+        encoded = [encode(self.tokenizer, h, p, r, max_length=max_length, max_response_tokens=max_length // 2)
+                   for (h, p), r in zip(contexts, responses)]
+        batch = {k: v.to(self.model.device) for k, v in collate(encoded, self.tokenizer.pad_token_id).items()}
+        logp = response_logprobs(self.model, **batch)
+        n_tokens = batch["response_mask"].sum(dim=1).tolist()
+        return [ResponseScore(logprob=float(lp), n_tokens=int(n), n_words=max(1, len(r.split()) + 1))
+                for lp, n, r in zip(logp.sum(dim=1).tolist(), n_tokens, responses)]
+
+
+RESPONDERS: dict[str, type[Responder]] = {"causal_lm": CausalLMResponder}
+
+
+def load_responder(path: str | Path, device: str | torch.device = "cpu") -> Responder:
+    card = ModelCard.load(path)
+    if card.kind not in RESPONDERS:
+        raise ValueError(f"{path}: unknown model kind {card.kind!r}; known: {', '.join(RESPONDERS)}")
+    return RESPONDERS[card.kind].from_pretrained(path, device=device)
+
+
+def list_models(*directories: str | Path) -> list[ModelCard]:
+    """Every model directory (one holding a model card) directly in, or one level below, the given directories."""
+    cards = []
+    for directory in directories:
+        root = Path(directory)
+        if not root.is_dir():
+            continue
+        for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+            if (candidate / CARD_FILE).is_file():
+                try:
+                    cards.append(ModelCard.load(candidate))
+                except ValueError:
+                    continue  # a broken card is reported when that model is loaded, not while listing
+    return cards
