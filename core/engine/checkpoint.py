@@ -1,0 +1,292 @@
+"""Training checkpoints and exported models, written atomically and without pickle.
+
+A checkpoint is a directory `run_dir/checkpoint-{step:08d}`:
+
+    model/ (or one folder per named model)   save_pretrained (safetensors) or safetensors for a plain nn.Module
+    optimizer-<name>.safetensors + .json      tensors in safetensors, the rest of the state dict as JSON
+    scheduler-<name>.json
+    rng.safetensors + rng.json                python, numpy, torch and CUDA generator states (one per process)
+    state.json                                step and whatever the loop keeps (written last)
+
+Everything is written into a temporary sibling directory, flushed to disk and renamed into place, so a
+crash or a full disk leaves the earlier checkpoints as they were. Only after that are the oldest pruned.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from core.registry import ModelCard
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d{8,})$")
+STATE_FILE = "state.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or model directory could not be written or read."""
+
+
+# --- state dicts <-> (safetensors, JSON) -------------------------------------------------------------------
+
+
+def _split(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
+    """Replace every tensor in a nested state by a reference to `tensors`, so the rest serialises as JSON."""
+    if isinstance(obj, torch.Tensor):
+        tensors[key] = obj.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, Mapping):
+        if all(isinstance(k, str) for k in obj):
+            return {k: _split(v, tensors, f"{key}.{k}") for k, v in obj.items()}
+        # Optimizer state is keyed by parameter index; JSON would turn those ints into strings.
+        return {"__items__": [[k, _split(v, tensors, f"{key}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_split(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_split(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise CheckpointError(f"cannot store {type(obj).__name__} at {key!r} without pickle")
+
+
+def _join(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_join(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        if set(obj) == {"__items__"}:
+            return {k: _join(v, tensors) for k, v in obj["__items__"]}
+        if set(obj) == {"__tuple__"}:
+            return tuple(_join(v, tensors) for v in obj["__tuple__"])
+        if set(obj) == {"__float__"}:
+            return float(obj["__float__"])
+        return {k: _join(v, tensors) for k, v in obj.items()}
+    return obj
+
+
+def save_state(state: Any, path: Path) -> None:
+    """Write a nested state (dicts, lists, tensors, numbers) as `path`.json plus `path`.safetensors."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _split(state, tensors, "state")
+    if tensors:
+        save_file(tensors, str(path.with_suffix(".safetensors")))
+    path.with_suffix(".json").write_text(json.dumps(structure))
+
+
+def load_state(path: Path, device: torch.device | str = "cpu") -> Any:
+    tensor_file = path.with_suffix(".safetensors")
+    tensors = load_file(str(tensor_file), device=str(device)) if tensor_file.is_file() else {}
+    return _join(json.loads(path.with_suffix(".json").read_text()), tensors)
+
+
+# --- random number generators -------------------------------------------------------------------------------
+
+
+def capture_rng() -> dict[str, Any]:
+    """This process's python, numpy, torch and CUDA generator states, in a form `save_state` stores."""
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": {**numpy_state, "state": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                                           "pos": int(numpy_state["state"]["pos"])}},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(rng: Mapping[str, Any]) -> None:
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = dict(rng["numpy"])
+    numpy_state["state"] = {"key": rng["numpy"]["state"]["key"].numpy().astype(np.uint32),
+                            "pos": rng["numpy"]["state"]["pos"]}
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(rng["torch"].to("cpu", torch.uint8))
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in rng["cuda"]])
+
+
+# --- models -------------------------------------------------------------------------------------------------
+
+
+def _save_model(model: nn.Module, directory: Path) -> None:
+    if isinstance(model, PreTrainedModel):
+        model.save_pretrained(directory)  # safetensors: the only format transformers 5 writes
+    else:
+        directory.mkdir()
+        save_model(model, str(directory / "model.safetensors"))  # handles tied (shared) tensors
+
+
+def _load_model(model: nn.Module, directory: Path) -> None:
+    if not isinstance(model, PreTrainedModel):
+        load_model(model, str(directory / "model.safetensors"), device=str(next(model.parameters()).device))
+        return
+    index = directory / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() \
+        else ["model.safetensors"]
+    weights: dict[str, torch.Tensor] = {}
+    for name in files:
+        weights.update(load_file(str(directory / name)))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or ())  # save_pretrained leaves tied copies out
+    if unexpected or set(missing) - tied:
+        raise CheckpointError(f"{directory} does not match the model: missing {sorted(set(missing) - tied)[:5]}, "
+                              f"unexpected {sorted(unexpected)[:5]}")
+
+
+# --- atomic directories -------------------------------------------------------------------------------------
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in [*directory.rglob("*"), directory]:
+        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+        fd = os.open(path, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename a finished temporary directory to `final`, replacing an older one of the same name."""
+    _fsync_tree(tmp)
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    try:
+        tmp.rename(final)
+    except OSError:
+        if old.exists():
+            old.rename(final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(final: Path, what: str, write) -> Path:
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as error:
+        raise CheckpointError(f"cannot write {what} in {final.parent}: {error.strerror or error}") from error
+    try:
+        write(tmp)
+        _publish(tmp, final)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"writing {what} {final} failed ({error.strerror or error}); "
+                              "earlier checkpoints are untouched") from error
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints in `run_dir`, oldest first."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / STATE_FILE).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(run_dir: str | Path, step: int, models: Mapping[str, nn.Module],
+                    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+                    schedulers: Mapping[str, Any] | None = None, state: Mapping[str, Any] | None = None,
+                    tokenizer: PreTrainedTokenizerBase | None = None, keep_last: int = 3,
+                    rng: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write `run_dir/checkpoint-{step:08d}` atomically, then keep only the newest `keep_last`.
+
+    `models` are unwrapped modules (not DDP wrappers). `state` is JSON-able loop state (tensors allowed).
+    `rng` is one `capture_rng()` per process (rank order); by default this process's.
+    """
+    rng = list(rng) if rng is not None else [capture_rng()]
+
+    def write(tmp: Path) -> None:
+        for name, model in models.items():
+            _save_model(model, tmp / name)
+        for name, optimizer in (optimizers or {}).items():
+            save_state(optimizer.state_dict(), tmp / f"optimizer-{name}")
+        for name, scheduler in (schedulers or {}).items():
+            save_state(scheduler.state_dict(), tmp / f"scheduler-{name}")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / "tokenizer")
+        save_state(rng, tmp / "rng")
+        save_state({**(state or {}), "step": step}, tmp / Path(STATE_FILE).stem)  # last: marks it complete
+
+    path = _write_atomically(Path(run_dir) / f"checkpoint-{step:08d}", "checkpoint", write)
+    for old in checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, models: Mapping[str, nn.Module],
+                    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+                    schedulers: Mapping[str, Any] | None = None, rank: int = 0) -> dict[str, Any]:
+    """Restore models, optimizers, schedulers and this process's RNG in place; returns the loop state."""
+    path = Path(path)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint: {STATE_FILE} is missing")
+    for name, model in models.items():
+        if not (path / name).is_dir():
+            raise CheckpointError(f"{path} holds no model {name!r}")
+        _load_model(model, path / name)
+    for name, optimizer in (optimizers or {}).items():
+        optimizer.load_state_dict(load_state(path / f"optimizer-{name}"))
+    for name, scheduler in (schedulers or {}).items():
+        scheduler.load_state_dict(load_state(path / f"scheduler-{name}"))
+    rng = load_state(path / "rng")
+    restore_rng(rng[rank] if rank < len(rng) else rng[0])
+    return load_state(path / Path(STATE_FILE).stem)
+
+
+# --- the model the registry loads ---------------------------------------------------------------------------
+
+
+def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: ModelCard,
+                 out_dir: str | Path, dtype: torch.dtype | None = None, max_shard_size: str = "16MB") -> Path:
+    """Write the final model directory (safetensors shards, tokenizer, model_card.json) atomically."""
+    if dtype is not None and dtype != model.dtype:
+        model = copy.deepcopy(model).to(dtype)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, max_shard_size=max_shard_size)
+        tokenizer.save_pretrained(tmp)
+        card.save(tmp)
+
+    return _write_atomically(Path(out_dir).resolve(), "model", write)

@@ -1,0 +1,54 @@
+"""Tiny tokenizers, generators and trajectory sets that the engine tests build for themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from core.models.generator import GeneratorConfig, build_generator
+from core.text import train_tokenizer
+
+TINY_GENERATOR = GeneratorConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, dropout=0.1)
+
+EXCHANGES = [
+    ("I lost my job today.", "I am so sorry to hear that."),
+    ("My dog died last week.", "I am so sorry for your loss."),
+    ("I passed my exam!", "That is wonderful, congratulations!"),
+    ("I got a new puppy.", "That is wonderful, what is its name?"),
+    ("My car broke down again.", "Oh no, that sounds so frustrating."),
+    ("I am nervous about my interview.", "You will do great, just be yourself."),
+    ("My sister is visiting tomorrow.", "That sounds lovely, enjoy your time together."),
+    ("I could not sleep last night.", "I am sorry, that must be exhausting."),
+]
+
+
+def _rows(split: str, copies: int) -> list[dict]:
+    rows = []
+    for c in range(copies):
+        for i, (prompt, response) in enumerate(EXCHANGES):
+            history = [] if i % 2 == 0 else ["Hi there.", "Hello, how are you?"]
+            rows.append(dict(source="empatheticdialogues", split=split, conv_id=f"{split}:{c}:{i}",
+                             turn=len(history) // 2, bucket="1" if not history else "2", history=history,
+                             history_speakers=["speaker", "listener"][:len(history)], prompt_speaker="speaker",
+                             response_speaker="listener", prompt=prompt, response=response, emotion="sad",
+                             situation=""))
+    return rows
+
+
+def toy_trajectories(copies: int = 4) -> DatasetDict:
+    """The columns of `core.data.build_trajectories`, with a handful of fixed exchanges."""
+    return DatasetDict({split: Dataset.from_list(_rows(split, n))
+                        for split, n in [("train", copies), ("valid", 1), ("test", 1)]})
+
+
+def toy_tokenizer(directory: Path | None = None):
+    texts = [t for pair in EXCHANGES for t in pair] + ["Hi there.", "Hello, how are you?"]
+    tokenizer = train_tokenizer(texts * 4, vocab_size=300, min_frequency=1)
+    if directory is not None:
+        tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def tiny_generator(tokenizer, config: GeneratorConfig = TINY_GENERATOR):
+    return build_generator(config, tokenizer)
