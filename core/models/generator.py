@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from core.text import USER, Encoded, collate, encode
+from core.text import USER, Encoded, collate, encode_batch
 
 Context = tuple[Sequence[str], str]  # (history, prompt)
 
@@ -34,6 +34,7 @@ class Decoding:
     top_p: float = 0.9
     max_new_tokens: int = 50
     seed: int | None = None
+    cache_implementation: str | None = None  # "static" preallocates the KV cache: faster rollouts on a GPU
 
 
 @dataclass
@@ -69,24 +70,34 @@ def _stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(USER)]
 
 
-@torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, contexts: Sequence[Context],
              decoding: Decoding = Decoding()) -> Generation:
     """Sample one reply per context in a single batched `generate` call (left padding, KV cache)."""
     room = context_length(model) - decoding.max_new_tokens
-    encoded = [encode(tokenizer, history, prompt, max_length=room) for history, prompt in contexts]
+    return generate_encoded(model, tokenizer, encode_batch(tokenizer, [(h, p, None) for h, p in contexts], room),
+                            decoding)
+
+
+@torch.no_grad()
+def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, encoded: Sequence[Encoded],
+                     decoding: Decoding = Decoding()) -> Generation:
+    """`generate` for contexts already encoded (each ending with `<|bot|>`), e.g. a rollout's prompts."""
     batch = collate(encoded, tokenizer.pad_token_id, left_pad=True)
     device = model.device
     stop = _stop_ids(tokenizer)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    sampling = dict(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0) \
+        if decoding.do_sample else dict(do_sample=False)
+    # A seed fixes this call's samples without disturbing the caller's random stream; without one, the global
+    # generator advances as usual, so consecutive rollouts differ.
+    seeded = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [],
+                                   enabled=decoding.seed is not None)
+    with seeded:
         if decoding.seed is not None:
             torch.manual_seed(decoding.seed)
-        sampling = dict(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0) \
-            if decoding.do_sample else dict(do_sample=False)
         output = model.generate(
             input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
             max_new_tokens=decoding.max_new_tokens, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id,
-            **sampling)
+            cache_implementation=decoding.cache_implementation, **sampling)
     new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
     texts, sequences = [], []
     for e, tokens in zip(encoded, new_tokens):
@@ -102,9 +113,16 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, context
 def response_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       response_mask: torch.Tensor) -> torch.Tensor:
     """log p(token | everything before it) for each response token: [batch, length - 1], zero elsewhere."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    return logp * response_mask[:, 1:]
+    length = input_ids.shape[1]
+    # The LM head (the costliest matrix product at GPT-2 sizes) runs only from the earliest response token on.
+    has_response = response_mask.bool().any(dim=1)
+    starts = response_mask.float().argmax(dim=1)[has_response]
+    first = max(1, int(starts.min()) if len(starts) else length - 1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=length - first + 1).logits
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, input_ids[:, first:, None]).squeeze(-1)
+    out = torch.zeros(input_ids.shape[0], length - 1, dtype=logp.dtype, device=logp.device)
+    out[:, first - 1:] = logp * response_mask[:, first:]
+    return out
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> PreTrainedModel:
