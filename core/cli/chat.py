@@ -1,0 +1,47 @@
+"""`python -m core chat`: talk to a trained model in the terminal, through the same safety layer as the app."""
+
+from __future__ import annotations
+
+import argparse
+
+from core import paths
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("chat", help="chat with a model in the terminal",
+                                   description="Multi-turn chat in the terminal. /reset starts over, /quit leaves.")
+    parser.add_argument("--model", default="empathygail", help="model name (from its card) or model directory")
+    parser.add_argument("--checkpoints-dir", default=None, help="where to look for models (default: checkpoints/)")
+    parser.add_argument("--temperature", type=float, default=0.9)
+    parser.add_argument("--top-p", type=float, default=0.9)
+    parser.add_argument("--max-new-tokens", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.models.generator import Decoding
+    from core.registry import find_model, load_responder
+    from core.safety import NOTICE, safe_reply
+
+    responder = load_responder(find_model(args.model, paths.checkpoints_dir(args.checkpoints_dir)))
+    decoding = Decoding(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                        seed=args.seed)
+    print(f"{responder.card.name} ({responder.card.algorithm}). {NOTICE}\n/reset starts over, /quit leaves.")
+    history: list[str] = []
+    while True:
+        try:
+            prompt = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if prompt == "/quit":
+            return 0
+        if prompt == "/reset":
+            history = []
+            continue
+        if not prompt:
+            continue
+        reply = safe_reply(history, prompt, lambda: responder.respond(history, prompt, decoding))
+        print(f"bot> {reply.text}")
+        history += [prompt, reply.text]
