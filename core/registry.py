@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from core.models import seq2seq
 from core.models.generator import Context, Decoding, generate, load_generator, response_logprobs
 from core.text import collate, encode, load_tokenizer
 
@@ -107,7 +108,32 @@ class CausalLMResponder(Responder):
                 for lp, n, r in zip(logp.sum(dim=1).tolist(), n_tokens, responses)]
 
 
-RESPONDERS: dict[str, type[Responder]] = {"causal_lm": CausalLMResponder}
+class Seq2SeqResponder(Responder):
+    """The RL-Seq2Seq baseline: the emotion model saved beside it picks the class each reply is conditioned on."""
+
+    def __init__(self, model: seq2seq.Seq2Seq, tokenizer, card: ModelCard, emotion_model=None):
+        self.model, self.tokenizer, self.card, self.emotion_model = model.eval(), tokenizer, card, emotion_model
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Seq2SeqResponder:
+        model, tokenizer, emotion_model = seq2seq.load_seq2seq(path, device)
+        return cls(model, tokenizer, ModelCard.load(path), emotion_model)
+
+    def _classes(self, contexts: Sequence[Context]) -> torch.Tensor:
+        return seq2seq.classify_contexts(self.model.config, self.emotion_model, contexts)
+
+    def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> list[str]:
+        return seq2seq.generate(self.model, self.tokenizer, contexts, self._classes(contexts),
+                                decoding or Decoding()).texts
+
+    def score_batch(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[ResponseScore]:
+        logprobs, n_tokens = seq2seq.score_replies(self.model, self.tokenizer, contexts, responses,
+                                                   self._classes(contexts))
+        return [ResponseScore(logprob=float(lp), n_tokens=int(n), n_words=max(1, len(r.split()) + 1))
+                for lp, n, r in zip(logprobs, n_tokens, responses)]
+
+
+RESPONDERS: dict[str, type[Responder]] = {"causal_lm": CausalLMResponder, "seq2seq": Seq2SeqResponder}
 
 
 def load_responder(path: str | Path, device: str | torch.device = "cpu") -> Responder:

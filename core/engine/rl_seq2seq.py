@@ -1,0 +1,419 @@
+"""The RL-Seq2Seq baseline's training (after Fung et al. 2018): MLE pretraining, then PPO fine-tuning.
+
+The emotion-conditioned seq2seq model (core/models/seq2seq.py) first learns the expert replies with teacher
+forcing, then PPO (sequence-level clipped surrogate, no value function, normalised rewards) raises
+
+    reward = w_emo * emotion_fit + w_sim * unigram_F1(reply, expert reply)
+
+where emotion_fit is the cosine between the emotion model's distribution over the reply and the mean distribution
+of expert replies to contexts of the class the reply was conditioned on (docs/baselines.md gives every detail).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from core.config import to_dict
+from core.data import ED_EMOTIONS, DataConfig, load_trajectories
+from core.engine.callbacks import Callback, CallbackList, MetricsLogger, check_finite
+from core.engine.checkpoint import _write_atomically, latest_checkpoint, load_checkpoint, save_checkpoint
+from core.engine.ppo import RunningMeanStd, ppo_loss
+from core.engine.runtime import hardware_name, seed_everything
+from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
+from core.models.generator import Context, Decoding
+from core.models.seq2seq import (EMOTION_DIR, Pair, Seq2Seq, Seq2SeqArch, build_seq2seq, collate_pairs,
+                                 context_emotions, encode_pairs, generate, label_classes, target_logprobs)
+from core.registry import ModelCard
+from core.text import load_tokenizer, train_tokenizer
+
+ALGORITHM = "rl_seq2seq"
+REWARD = ("w_emo * cos(emotion(reply), prior[class]) + w_sim * unigram_F1(reply, expert reply); prior[k] = mean "
+          "emotion distribution of the training split's expert replies, each weighted by its context's probability "
+          "of emotion k; class = the emotion model's most likely class of the context")
+REWARD_WITHOUT_EMOTION = "w_sim * unigram_F1(reply, expert reply) (no emotion model: the emotion term is dropped)"
+
+
+@dataclass
+class RLSeq2SeqConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Seq2SeqArch = field(default_factory=Seq2SeqArch)
+    # The shared tokenizer's directory (`python -m core tokenizer`); None trains a byte-level BPE of `vocab_size` on
+    # the training split, kept in every checkpoint so a resumed run reads the same ids.
+    tokenizer: str | None = None
+    vocab_size: int = 8192
+    # The trained emotion model picks each context's class. None: the gold label conditions training (ED's labels;
+    # others are `unknown`), every context is `unknown` at inference, and the reward's emotion term is dropped.
+    emotion_model: str | None = "checkpoints/emotion"
+    output_dir: str = "checkpoints/rl_seq2seq"
+    run_dir: str = "runs/rl_seq2seq"  # checkpoints and metrics.jsonl
+    name: str = "rl_seq2seq"
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available
+    resume: bool = False
+    max_train_examples: int | None = None
+    max_valid_examples: int | None = 1000
+    # MLE pretraining (teacher forcing, loss on reply tokens)
+    mle_steps: int = 4000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    # PPO fine-tuning
+    ppo_steps: int = 300
+    rollout_batch: int = 64  # replies sampled per PPO step
+    minibatch_size: int = 16
+    ppo_epochs: int = 1
+    ppo_lr: float = 1e-4
+    clip_epsilon: float = 0.2
+    kl_coef: float = 0.05  # KL to the frozen MLE model, so reward hacking cannot drift far from language
+    reward_clip: float = 2.0  # normalised rewards are clipped to [-clip, clip], as TextGAIL does
+    w_emo: float = 0.5
+    w_sim: float = 0.5
+    reference_examples: int = 20000  # expert replies that estimate each class's reply emotion
+    decoding: Decoding = field(default_factory=lambda: Decoding(max_new_tokens=30))
+    eval_examples: int = 128  # valid contexts whose sampled replies' reward is reported at each evaluation
+    log_every: int = 50
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    keep_last: int = 2
+
+    def __post_init__(self) -> None:
+        if self.w_emo < 0 or self.w_sim < 0 or self.w_emo + self.w_sim == 0:
+            raise ValueError(f"reward weights w_emo={self.w_emo}, w_sim={self.w_sim}: expected >= 0, not both 0")
+        if self.rollout_batch % self.minibatch_size:
+            raise ValueError(f"rollout_batch {self.rollout_batch} is not a multiple of minibatch_size "
+                             f"{self.minibatch_size}")
+
+
+# --- Reward ----------------------------------------------------------------------------------------------------
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def unigram_f1(hypothesis: str, reference: str) -> float:
+    """F1 of the word overlap (clipped counts), as ParlAI's F1: cheap, offline, 0 for an empty reply."""
+    hyp, ref = Counter(words(hypothesis)), Counter(words(reference))
+    overlap = sum((hyp & ref).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / sum(hyp.values()), overlap / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+@dataclass
+class RewardTerms:
+    total: torch.Tensor  # [batch]
+    emotion_fit: torch.Tensor
+    similarity: torch.Tensor
+
+
+class Seq2SeqReward:
+    """reward = w_emo * emotion_fit + w_sim * unigram F1; without an emotion model, w_sim * unigram F1 alone."""
+
+    def __init__(self, w_emo: float, w_sim: float, emotion_model: EmotionClassifier | None = None,
+                 prior: torch.Tensor | None = None):
+        if (emotion_model is None) != (prior is None):
+            raise ValueError("the emotion term needs both the emotion model and the reply prior")
+        self.w_emo, self.w_sim, self.emotion_model, self.prior = w_emo, w_sim, emotion_model, prior
+
+    @property
+    def formula(self) -> str:
+        return REWARD if self.emotion_model is not None else REWARD_WITHOUT_EMOTION
+
+    def __call__(self, replies: Sequence[str], references: Sequence[str], classes: torch.Tensor) -> RewardTerms:
+        similarity = torch.tensor([unigram_f1(r, e) for r, e in zip(replies, references)])
+        if self.emotion_model is None:
+            return RewardTerms(self.w_sim * similarity, torch.zeros_like(similarity), similarity)
+        reply_probs = self.emotion_model.predict_proba(list(replies)).float().cpu()
+        # One-hot "prompt" distribution: the fit is judged against the class the reply was conditioned on.
+        onehot = torch.nn.functional.one_hot(classes.cpu(), len(self.prior)).float()
+        fit = emotion_fit(reply_probs, onehot, self.prior)
+        return RewardTerms(self.w_emo * fit + self.w_sim * similarity, fit, similarity)
+
+
+# --- Data ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Examples:
+    contexts: list[Context]
+    responses: list[str]
+    pairs: list[Pair]
+    classes: torch.Tensor  # the conditioning class of each context
+    context_probs: torch.Tensor | None  # the emotion model's distribution over each context
+
+
+def prepare_examples(split: Dataset, tokenizer: PreTrainedTokenizerBase, model: Seq2Seq,
+                     emotion_model: EmotionClassifier | None, limit: int | None, seed: int) -> Examples:
+    """Tokenised (context, reply) pairs of a split (a seeded sample of `limit` rows) and each context's class."""
+    if limit is not None and len(split) > limit:
+        split = split.select(sorted(random.Random(seed).sample(range(len(split)), limit)))
+    if len(split) == 0:
+        raise ValueError("no trajectories to train on: the split is empty")
+    rows = split.select_columns(["history", "prompt", "response", "emotion"]).to_dict()
+    contexts = list(zip(rows["history"], rows["prompt"]))
+    max_length = model.config.max_length
+    pairs = encode_pairs(tokenizer, [(h, p, r) for (h, p), r in zip(contexts, rows["response"])], max_length,
+                         max_response_tokens=max_length // 2)
+    if emotion_model is None:
+        return Examples(contexts, rows["response"], pairs, label_classes(model.config, rows["emotion"]), None)
+    probs = context_emotions(model.config, emotion_model, contexts)
+    return Examples(contexts, rows["response"], pairs, probs.argmax(dim=-1), probs)
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """The rows of batch `step` (0-based) of a seeded shuffle per epoch: a pure function of the step, so a
+    resumed run reads exactly the batches the interrupted one would have."""
+    per_epoch = max(1, n // batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    if n < batch_size:
+        return order
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# --- Steps -----------------------------------------------------------------------------------------------------
+
+def mle_loss(model: Seq2Seq, batch: dict[str, torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood per reply token (teacher forcing)."""
+    logp = target_logprobs(model, batch, classes)
+    return -logp.sum() / batch["tgt_mask"].sum().clamp(min=1)
+
+
+def optimizer_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, loss: torch.Tensor, step: int,
+                   max_grad_norm: float, name: str = "loss") -> float:
+    value = check_finite(loss, step, name)  # raises before the update, so no bad weights reach a checkpoint
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return value
+
+
+@torch.no_grad()
+def evaluate_nll(model: Seq2Seq, examples: Examples, batch_size: int = 64) -> float:
+    """Mean negative log-likelihood per reply token of the expert replies (exp of it is the perplexity)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(examples.pairs), batch_size):
+        rows = slice(start, start + batch_size)
+        batch = to_device(collate_pairs(examples.pairs[rows], model.config), model.device)
+        total -= target_logprobs(model, batch, examples.classes[rows].to(model.device)).sum().item()
+        count += int(batch["tgt_mask"].sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+RewardFn = Callable[[Sequence[str], Sequence[str], torch.Tensor], RewardTerms]
+
+
+def ppo_step(model: Seq2Seq, reference: Seq2Seq, optimizer: torch.optim.Optimizer,
+             tokenizer: PreTrainedTokenizerBase, contexts: Sequence[Context], responses: Sequence[str],
+             classes: torch.Tensor, reward_fn: RewardFn, normalizer: RunningMeanStd, config: RLSeq2SeqConfig,
+             step: int) -> dict[str, float]:
+    """Sample a reply per context, score it, and take PPO's clipped steps on the normalised rewards.
+
+    Dropout stays off: the replies are sampled from, and their old log-probabilities taken under, the same
+    deterministic policy that the first minibatch update sees, so its ratio starts at exactly 1.
+    """
+    model.eval()
+    # Sampling reads torch's global generator, which the run seeds and checkpoints; a fixed seed would draw the
+    # same noise at every step.
+    rollout = generate(model, tokenizer, contexts, classes, dataclasses.replace(config.decoding, seed=None))
+    terms = reward_fn(rollout.texts, responses, rollout.emotion)
+    advantages = normalizer.normalize(terms.total, clip=config.reward_clip).float().to(model.device)
+    batch = to_device(collate_pairs(rollout.pairs, model.config), model.device)
+    classes = rollout.emotion.to(model.device)
+    with torch.no_grad():
+        old_logp = target_logprobs(model, batch, classes)
+        ref_logp = target_logprobs(reference, batch, classes)
+    totals: Counter = Counter()
+    n_updates = 0
+    for _ in range(config.ppo_epochs):
+        for rows in torch.randperm(len(contexts)).split(config.minibatch_size):
+            rows = rows.to(model.device)
+            minibatch = {k: v[rows] for k, v in batch.items()}
+            new_logp = target_logprobs(model, minibatch, classes[rows])
+            out = ppo_loss(new_logp, old_logp[rows], ref_logp[rows], minibatch["tgt_mask"], advantages[rows],
+                           epsilon=config.clip_epsilon, kl_coef=config.kl_coef)
+            totals["ppo_loss"] += optimizer_step(model, optimizer, out.loss, step, config.max_grad_norm, "PPO loss")
+            totals["kl"] += out.kl.item()
+            totals["clip_fraction"] += out.clip_fraction.item()
+            totals["approx_kl"] += out.approx_kl.item()
+            n_updates += 1
+    metrics = {k: v / n_updates for k, v in totals.items()}
+    lengths = batch["tgt_mask"].sum(dim=1).float()
+    return {**metrics, "reward": terms.total.mean().item(), "emotion_fit": terms.emotion_fit.mean().item(),
+            "similarity": terms.similarity.mean().item(), "reply_tokens": lengths.mean().item()}
+
+
+@torch.no_grad()
+def evaluate_reward(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, examples: Examples, reward_fn: RewardFn,
+                    decoding: Decoding, limit: int) -> RewardTerms:
+    """Reward of replies sampled with a fixed seed for the first `limit` contexts: comparable across steps."""
+    was_training = model.training
+    model.eval()
+    contexts, responses = examples.contexts[:limit], examples.responses[:limit]
+    rollout = generate(model, tokenizer, contexts, examples.classes[:limit], dataclasses.replace(decoding, seed=0))
+    model.train(was_training)
+    return reward_fn(rollout.texts, responses, rollout.emotion)
+
+
+# --- The run ---------------------------------------------------------------------------------------------------
+
+def _device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def _tokenizer(config: RLSeq2SeqConfig, train: Dataset) -> PreTrainedTokenizerBase:
+    if config.tokenizer is not None:
+        return load_tokenizer(config.tokenizer)
+    texts = train.select_columns(["prompt", "response"]).to_dict()
+    return train_tokenizer(texts["prompt"] + texts["response"], vocab_size=config.vocab_size)
+
+
+def _reply_prior(examples: Examples, emotion_model: EmotionClassifier, limit: int, seed: int) -> torch.Tensor:
+    rows = list(range(len(examples.responses)))
+    if len(rows) > limit:
+        rows = sorted(random.Random(seed).sample(rows, limit))
+    reply_probs = emotion_model.predict_proba([examples.responses[i] for i in rows]).float().cpu()
+    return reply_emotion_prior(examples.context_probs[rows], reply_probs)
+
+
+def export_seq2seq(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, emotion_model: EmotionClassifier | None,
+                   card: ModelCard, out_dir: str | Path) -> Path:
+    """The directory `load_responder` reads: weights, tokenizer, the emotion model that picks classes, card."""
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if emotion_model is not None:
+            emotion_model.save_pretrained(tmp / EMOTION_DIR)
+        card.save(tmp)
+
+    return _write_atomically(Path(out_dir).resolve(), "model", write)
+
+
+def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = (),
+                     data: DatasetDict | None = None) -> Path:
+    """MLE pretraining then PPO fine-tuning; returns the exported model directory.
+
+    `data` replaces the trajectories that `config.data` would build (tests pass tiny ones).
+    """
+    started = time.time()
+    seed_everything(config.seed)
+    device = _device(config.device)
+    data = data if data is not None else load_trajectories(config.data)
+    checkpoint = latest_checkpoint(config.run_dir) if config.resume else None
+    tokenizer = _tokenizer(config, data["train"]) if checkpoint is None else load_tokenizer(checkpoint / "tokenizer")
+    emotion_model = None
+    if config.emotion_model is not None:
+        if not Path(config.emotion_model).is_dir():
+            raise FileNotFoundError(f"emotion model not found: {config.emotion_model} (train it with "
+                                    "`python -m core train emotion`, or set emotion_model=null to condition on "
+                                    "the gold labels and drop the reward's emotion term)")
+        emotion_model = EmotionClassifier.from_pretrained(config.emotion_model, device)
+    else:
+        print("rl_seq2seq: no emotion model; training is conditioned on the gold emotion labels, every context is "
+              "`unknown` at inference, and the reward is unigram F1 alone")
+    emotions = ED_EMOTIONS if emotion_model is None else emotion_model.labels
+    model = build_seq2seq(config.model, tokenizer, emotions).to(device)
+    train = prepare_examples(data["train"], tokenizer, model, emotion_model, config.max_train_examples, config.seed)
+    valid = prepare_examples(data["valid"], tokenizer, model, emotion_model, config.max_valid_examples, config.seed)
+    prior = None
+    if emotion_model is not None:
+        prior = _reply_prior(train, emotion_model, config.reference_examples, config.seed)
+    reward_fn = Seq2SeqReward(config.w_emo, config.w_sim, emotion_model, prior)
+
+    mle_optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ppo_optimizer = torch.optim.AdamW(model.parameters(), lr=config.ppo_lr, weight_decay=config.weight_decay)
+    optimizers = {"mle": mle_optimizer, "ppo": ppo_optimizer}
+    normalizer = RunningMeanStd()
+    reference: Seq2Seq | None = None  # the frozen MLE model, from the first PPO step on
+    step, resumed, metrics = 0, None, {}
+    if checkpoint is not None:
+        if (checkpoint / "reference").is_dir():
+            reference = copy.deepcopy(model).eval().requires_grad_(False)
+        models = {"model": model} if reference is None else {"model": model, "reference": reference}
+        state = load_checkpoint(checkpoint, models, optimizers)
+        step, resumed, metrics = state["step"], state["step"], state["metrics"]
+        normalizer.load_state_dict(state["normalizer"])
+        print(f"rl_seq2seq: resumed from {checkpoint} at step {step}")
+    callbacks = CallbackList([MetricsLogger(config.run_dir, resume_step=resumed), *callbacks])
+    total = config.mle_steps + config.ppo_steps
+    callbacks.on_event("start", {"algorithm": ALGORITHM, "step": step, "total_steps": total,
+                                 "train_examples": len(train.pairs), "reward": reward_fn.formula})
+
+    def save() -> None:
+        models = {"model": model} if reference is None else {"model": model, "reference": reference}
+        path = save_checkpoint(config.run_dir, step, models, optimizers, tokenizer=tokenizer,
+                               keep_last=config.keep_last,
+                               state={"metrics": metrics, "normalizer": normalizer.state_dict()})
+        callbacks.on_event("checkpoint", {"step": step, "path": str(path)})
+
+    def evaluate(phase: str) -> None:
+        nll = evaluate_nll(model, valid)
+        result = {"valid_nll": nll, "valid_perplexity": float(torch.tensor(nll).exp())}
+        if phase == "ppo" or step == config.mle_steps:
+            terms = evaluate_reward(model, tokenizer, valid, reward_fn, config.decoding, config.eval_examples)
+            result |= {"valid_reward": terms.total.mean().item(), "valid_emotion_fit": terms.emotion_fit.mean().item(),
+                       "valid_similarity": terms.similarity.mean().item()}
+        metrics[phase] = {**result, "step": step}
+        callbacks.on_step(step, result)
+        callbacks.on_event("eval", {"step": step, "phase": phase, **result})
+        tqdm.write(f"step {step} ({phase}): " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
+
+    stopped = False
+    progress = tqdm(total=total, initial=step, desc="rl_seq2seq", dynamic_ncols=True)
+    while step < total and not stopped:
+        phase = "mle" if step < config.mle_steps else "ppo"
+        if phase == "mle":
+            model.train()
+            rows = batch_indices(len(train.pairs), config.batch_size, step, config.seed)
+            batch = to_device(collate_pairs([train.pairs[i] for i in rows], model.config), device)
+            loss = mle_loss(model, batch, train.classes[rows].to(device))
+            logged = {"mle_loss": optimizer_step(model, mle_optimizer, loss, step + 1, config.max_grad_norm)}
+        else:
+            if reference is None:
+                reference = copy.deepcopy(model).eval().requires_grad_(False)
+            rows = batch_indices(len(train.pairs), config.rollout_batch, step - config.mle_steps, config.seed + 1)
+            logged = ppo_step(model, reference, ppo_optimizer, tokenizer, [train.contexts[i] for i in rows],
+                              [train.responses[i] for i in rows], train.classes[rows], reward_fn, normalizer,
+                              config, step + 1)
+        step += 1
+        progress.update()
+        if step % config.log_every == 0 or step == total:
+            callbacks.on_step(step, logged)
+            progress.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("mle_loss", "reward", "kl")})
+        if step % config.eval_every == 0 or step == config.mle_steps or step == total:
+            evaluate(phase)
+        stopped = callbacks.should_stop()
+        if step % config.checkpoint_every == 0 or step == config.mle_steps or stopped or step == total:
+            save()
+    progress.close()
+    if stopped:
+        callbacks.on_event("stop", {"step": step})
+
+    card = ModelCard(name=config.name, algorithm=ALGORITHM, kind="seq2seq", data=", ".join(config.data.sources),
+                     steps=step, config={**to_dict(config), "reward": reward_fn.formula}, metrics=metrics,
+                     wall_time_s=round(time.time() - started, 1), hardware=hardware_name(device))
+    out = export_seq2seq(model.eval(), tokenizer, emotion_model, card, config.output_dir)
+    callbacks.on_event("end", {"step": step, "path": str(out)})
+    return out
