@@ -1,0 +1,201 @@
+"""Emotion classifier: text -> a distribution over ED's 32 emotions (or DailyDialog's 7).
+
+It serves the emotion-aware discriminator features and reward shaping, the RL-Seq2Seq baseline and the emotion
+metrics. Default: the offline pretrained MiniLM encoder, frozen, with a small head trained here on ED's
+labelled text (each conversation's situation and its speaker turns, all labelled with the conversation's
+emotion); `encoder.name_or_path=scratch` trains a small transformer end to end instead.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.data import DD_EMOTIONS, ED_EMOTIONS, DataConfig
+from core.models.encoder import MINILM, EncoderConfig, EncoderModel, TextEncoder
+
+LABEL_SETS = {"ed32": ED_EMOTIONS, "dd7": DD_EMOTIONS}
+LABEL_SOURCE = {"ed32": "empatheticdialogues", "dd7": "dailydialog"}
+
+
+@dataclass
+class EmotionConfig:
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name_or_path=MINILM, freeze=True,
+                                                                         max_length=64))
+    labels: str = "ed32"  # ed32 | dd7
+    head_hidden: int = 256
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.labels not in LABEL_SETS:
+            raise ValueError(f"emotion labels {self.labels!r}; expected one of {', '.join(LABEL_SETS)}")
+
+
+class EmotionClassifier(EncoderModel):
+    config_class = EmotionConfig
+
+    def __init__(self, config: EmotionConfig, tokenizer=None):
+        super().__init__()
+        self.config = config
+        self.labels = list(LABEL_SETS[config.labels])
+        self.encoder = TextEncoder(config.encoder, tokenizer)
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.encoder.dim, config.head_hidden),
+                                  nn.Tanh(), nn.Dropout(config.dropout), nn.Linear(config.head_hidden, len(self.labels)))
+
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.head(self.encoder.encode([[t] for t in texts]))
+
+    @torch.no_grad()
+    def features(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+        """Pooled encoder output of each text; batches of similar length, so little padding is computed."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.zeros(len(texts), self.encoder.dim)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            out[rows] = self.encoder.encode([[texts[i]] for i in rows]).float().cpu()
+        return out
+
+    @torch.no_grad()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+        """[len(texts), n_labels] probabilities, on the model's device."""
+        was_training = self.training
+        self.eval()
+        if not texts:
+            return torch.zeros(0, len(self.labels), device=self.encoder.device)
+        probs = torch.softmax(self.head(self.features(texts, batch_size).to(self.encoder.device)), dim=-1)
+        self.train(was_training)
+        return probs
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.labels[i] for i in self.predict_proba(texts).argmax(-1).tolist()]
+
+
+def reply_emotion_prior(prompt_probs: torch.Tensor, reply_probs: torch.Tensor, smoothing: float = 1e-3) -> torch.Tensor:
+    """[n_labels, n_labels] row k: the mean emotion distribution of expert replies to prompts of emotion k,
+    each pair weighted by how much its prompt is k (soft counts, so no hard classification error creeps in)."""
+    counts = prompt_probs.T @ reply_probs + smoothing
+    return counts / counts.sum(-1, keepdim=True)
+
+
+def emotion_fit(reply_probs: torch.Tensor, prompt_probs: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity in [0, 1] between each reply's emotion distribution and the one experts' replies have
+    for that prompt's emotion (`prompt_probs @ prior`)."""
+    expected = prompt_probs @ prior
+    return torch.cosine_similarity(reply_probs, expected, dim=-1)
+
+
+# Training ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class EmotionTrainConfig:
+    model: EmotionConfig = field(default_factory=EmotionConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(sources=("empatheticdialogues",)))
+    output_dir: str = "checkpoints/emotion"
+    use_situations: bool = True  # ED only: the situation text, labelled with its conversation's emotion
+    max_train_examples: int | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+
+
+def labelled_texts(split, labels: str, use_situations: bool = True) -> tuple[list[str], list[int], list[str]]:
+    """(text, label index, kind) from a trajectory split: every prompt (ED: the speaker's turns) with its emotion,
+    plus each ED conversation's situation once; kind is `situation`, `first_turn` or `later_turn`."""
+    names = LABEL_SETS[labels]
+    index = {name: i for i, name in enumerate(names)}
+    texts, targets, kinds, seen = [], [], [], set()
+    for row in split.select_columns(["source", "conv_id", "turn", "prompt", "emotion", "situation"]):
+        if row["source"] != LABEL_SOURCE[labels] or row["emotion"] not in index:
+            continue
+        texts.append(row["prompt"]), targets.append(index[row["emotion"]])
+        kinds.append("first_turn" if row["turn"] == 0 else "later_turn")
+        if use_situations and row["situation"] and row["conv_id"] not in seen:
+            seen.add(row["conv_id"])
+            texts.append(row["situation"]), targets.append(index[row["emotion"]]), kinds.append("situation")
+    return texts, targets, kinds
+
+
+def accuracy_by_kind(predicted: torch.Tensor, targets: Sequence[int], kinds: Sequence[str]) -> dict[str, float]:
+    correct = (predicted.cpu() == torch.tensor(targets)).float()
+    result = {"all": correct.mean().item()}
+    for kind in sorted(set(kinds)):
+        rows = torch.tensor([k == kind for k in kinds])
+        result[kind] = correct[rows].mean().item()
+    return result
+
+
+def train_emotion(config: EmotionTrainConfig, callbacks: Sequence = (), dataset=None) -> Path:
+    """Train the classifier, keep the epoch with the best valid accuracy, report test accuracy; returns its dir.
+
+    A frozen encoder's features are computed once, then only the head trains (seconds per epoch).
+    `dataset`: trajectories with the contract's columns (default: built from `config.data`).
+    """
+    from core.data import load_trajectories
+    from core.engine.callbacks import CallbackList
+
+    callbacks = CallbackList(callbacks)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    data = dataset if dataset is not None else load_trajectories(config.data)
+    splits = {name: labelled_texts(data[name], config.model.labels, config.use_situations)
+              for name in ("train", "valid", "test")}
+    texts, targets, _ = splits["train"]
+    if config.max_train_examples is not None and len(texts) > config.max_train_examples:
+        keep = sorted(rng.sample(range(len(texts)), config.max_train_examples))
+        texts, targets = [texts[i] for i in keep], [targets[i] for i in keep]
+    if not texts:
+        raise ValueError(f"no labelled {config.model.labels} texts in the training split of {config.data.sources}")
+
+    model = EmotionClassifier(config.model)
+    frozen = config.model.encoder.freeze
+    start = time.time()
+    if frozen:
+        cached = {name: model.features(split[0]) for name, split in splits.items()}
+        cached["train"] = model.features(texts)
+        print(f"emotion: encoded {sum(len(c) for c in cached.values()):,} texts in {time.time() - start:.0f}s")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    y = torch.tensor(targets)
+
+    def predict(name: str) -> torch.Tensor:
+        model.eval()
+        with torch.no_grad():
+            if frozen:
+                return model.head(cached[name]).argmax(-1)
+            return model.predict_proba(splits[name][0]).argmax(-1)
+
+    best, best_state, step = -1.0, None, 0
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(texts))
+        for batch in order.split(config.batch_size):
+            logits = model.head(cached["train"][batch]) if frozen else model.logits([texts[i] for i in batch])
+            loss = nn.functional.cross_entropy(logits, y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        valid = accuracy_by_kind(predict("valid"), splits["valid"][1], splits["valid"][2])["all"]
+        callbacks.on_step(step, {"epoch": epoch + 1, "loss": loss.item(), "valid_accuracy": valid})
+        if valid > best:
+            best, best_state = valid, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if callbacks.should_stop():
+            break
+    model.load_state_dict(best_state)
+    test = accuracy_by_kind(predict("test"), splits["test"][1], splits["test"][2])
+    print(f"emotion ({config.model.labels}, encoder {config.model.encoder.name_or_path}): best valid accuracy "
+          f"{best:.3f}; test accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in test.items()))
+    out = model.save_pretrained(config.output_dir)
+    (out / "metrics.json").write_text(json.dumps(
+        {"valid_accuracy": best, "test_accuracy": test, "train_examples": len(texts),
+         "wall_time_s": time.time() - start}, indent=2) + "\n")
+    return out
