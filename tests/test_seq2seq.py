@@ -193,7 +193,7 @@ def test_ppo_raises_a_toy_reward(tokenizer):
 def test_train_export_and_load_through_the_registry(tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path / "tok")
     emotion_dir = tiny_emotion_model(tokenizer, tmp_path)
-    out = train_rl_seq2seq(run_config(tmp_path, str(emotion_dir)), data=toy_trajectories())
+    out = train_rl_seq2seq(run_config(tmp_path, str(emotion_dir)), dataset=toy_trajectories())
     responder = load_responder(out)
     assert isinstance(responder, Seq2SeqResponder) and responder.emotion_model is not None
     card = responder.card
@@ -225,7 +225,7 @@ def test_train_export_and_load_through_the_registry(tokenizer, tmp_path):
 def test_without_an_emotion_model_gold_labels_condition_and_inference_uses_unknown(tmp_path):
     # No tokenizer given either: one is trained on the training split and exported with the model.
     config = run_config(tmp_path, None, ppo_steps=1, tokenizer=None, vocab_size=300)
-    out = train_rl_seq2seq(config, data=toy_trajectories())
+    out = train_rl_seq2seq(config, dataset=toy_trajectories())
     responder = load_responder(out)
     assert responder.emotion_model is None and not (out / "emotion").exists()
     assert "dropped" in responder.card.config["reward"]
@@ -236,14 +236,14 @@ def test_without_an_emotion_model_gold_labels_condition_and_inference_uses_unkno
 def test_missing_emotion_model_is_a_clear_error(tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path / "tok")
     with pytest.raises(FileNotFoundError, match="emotion model not found.*emotion_model=null"):
-        train_rl_seq2seq(run_config(tmp_path, str(tmp_path / "nope")), data=toy_trajectories())
+        train_rl_seq2seq(run_config(tmp_path, str(tmp_path / "nope")), dataset=toy_trajectories())
 
 
 def test_resume_reaches_the_weights_of_an_uninterrupted_run(tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path / "tok")
     emotion_dir = str(tiny_emotion_model(tokenizer, tmp_path))
     data = toy_trajectories()
-    straight = train_rl_seq2seq(run_config(tmp_path / "a", emotion_dir, tokenizer=str(tmp_path / "tok")), data=data)
+    straight = train_rl_seq2seq(run_config(tmp_path / "a", emotion_dir, tokenizer=str(tmp_path / "tok")), dataset=data)
 
     class StopAt:
         def __init__(self, at):
@@ -259,10 +259,12 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(tokenizer, tmp_path)
             return self.step >= self.at
 
     config = run_config(tmp_path / "b", emotion_dir, tokenizer=str(tmp_path / "tok"))
-    train_rl_seq2seq(config, [StopAt(7)], data=data)  # stops after the first PPO step
+    train_rl_seq2seq(config, [StopAt(7)], dataset=data)  # stops after the first PPO step
     state = json.loads((tmp_path / "b" / "run" / "checkpoint-00000007" / "state.json").read_text())
     assert state["step"] == 7
-    resumed = train_rl_seq2seq(dataclasses.replace(config, resume=True), data=data)
+    with pytest.raises(ValueError, match="already holds checkpoints: pass --resume"):
+        train_rl_seq2seq(config, dataset=data)
+    resumed = train_rl_seq2seq(dataclasses.replace(config, resume=True), dataset=data)
     a, b = load_file(str(straight / "seq2seq.safetensors")), load_file(str(resumed / "seq2seq.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert load_responder(resumed).card.steps == 9

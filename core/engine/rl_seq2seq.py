@@ -30,6 +30,7 @@ from core.config import to_dict
 from core.data import ED_EMOTIONS, DataConfig, load_trajectories
 from core.engine.callbacks import Callback, CallbackList, MetricsLogger, check_finite
 from core.engine.checkpoint import _write_atomically, latest_checkpoint, load_checkpoint, save_checkpoint
+from core.engine.mle import Batches
 from core.engine.ppo import RunningMeanStd, ppo_loss
 from core.engine.runtime import hardware_name, seed_everything
 from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
@@ -160,7 +161,7 @@ def prepare_examples(split: Dataset, tokenizer: PreTrainedTokenizerBase, model: 
                      emotion_model: EmotionClassifier | None, limit: int | None, seed: int) -> Examples:
     """Tokenised (context, reply) pairs of a split (a seeded sample of `limit` rows) and each context's class."""
     if limit is not None and len(split) > limit:
-        split = split.select(sorted(random.Random(seed).sample(range(len(split)), limit)))
+        split = split.shuffle(seed=seed).select(range(limit))  # splits are ordered by source: sample across them
     if len(split) == 0:
         raise ValueError("no trajectories to train on: the split is empty")
     rows = split.select_columns(["history", "prompt", "response", "emotion"]).to_dict()
@@ -172,17 +173,6 @@ def prepare_examples(split: Dataset, tokenizer: PreTrainedTokenizerBase, model: 
         return Examples(contexts, rows["response"], pairs, label_classes(model.config, rows["emotion"]), None)
     probs = context_emotions(model.config, emotion_model, contexts)
     return Examples(contexts, rows["response"], pairs, probs.argmax(dim=-1), probs)
-
-
-def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
-    """The rows of batch `step` (0-based) of a seeded shuffle per epoch: a pure function of the step, so a
-    resumed run reads exactly the batches the interrupted one would have."""
-    per_epoch = max(1, n // batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-    if n < batch_size:
-        return order
-    return order[position * batch_size:(position + 1) * batch_size]
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -312,16 +302,19 @@ def export_seq2seq(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, emotion_m
 
 
 def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = (),
-                     data: DatasetDict | None = None) -> Path:
+                     dataset: DatasetDict | None = None) -> Path:
     """MLE pretraining then PPO fine-tuning; returns the exported model directory.
 
-    `data` replaces the trajectories that `config.data` would build (tests pass tiny ones).
+    `dataset`: trajectories with the contract's columns (default: `load_trajectories(config.data)`).
     """
     started = time.time()
     seed_everything(config.seed)
     device = _device(config.device)
-    data = data if data is not None else load_trajectories(config.data)
-    checkpoint = latest_checkpoint(config.run_dir) if config.resume else None
+    data = dataset if dataset is not None else load_trajectories(config.data)
+    checkpoint = latest_checkpoint(config.run_dir)
+    if checkpoint is not None and not config.resume:
+        raise ValueError(f"{config.run_dir} already holds checkpoints: pass --resume (resume=true) to continue, "
+                         "or choose another run_dir")
     tokenizer = _tokenizer(config, data["train"]) if checkpoint is None else load_tokenizer(checkpoint / "tokenizer")
     emotion_model = None
     if config.emotion_model is not None:
@@ -335,8 +328,11 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
               "`unknown` at inference, and the reward is unigram F1 alone")
     emotions = ED_EMOTIONS if emotion_model is None else emotion_model.labels
     model = build_seq2seq(config.model, tokenizer, emotions).to(device)
+    began = time.time()
     train = prepare_examples(data["train"], tokenizer, model, emotion_model, config.max_train_examples, config.seed)
     valid = prepare_examples(data["valid"], tokenizer, model, emotion_model, config.max_valid_examples, config.seed)
+    print(f"rl_seq2seq: {len(train.pairs):,} training and {len(valid.pairs):,} validation pairs encoded"
+          f"{' and classified' if emotion_model is not None else ''} in {time.time() - began:.0f}s")
     prior = None
     if emotion_model is not None:
         prior = _reply_prior(train, emotion_model, config.reference_examples, config.seed)
@@ -380,20 +376,23 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
         callbacks.on_event("eval", {"step": step, "phase": phase, **result})
         tqdm.write(f"step {step} ({phase}): " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
 
+    # Batches are a pure function of the step, so a resumed run reads exactly those of an uninterrupted one.
+    mle_batches = Batches(len(train.pairs), config.batch_size, config.seed)
+    ppo_batches = Batches(len(train.pairs), config.rollout_batch, config.seed + 1)
     stopped = False
     progress = tqdm(total=total, initial=step, desc="rl_seq2seq", dynamic_ncols=True)
     while step < total and not stopped:
         phase = "mle" if step < config.mle_steps else "ppo"
         if phase == "mle":
             model.train()
-            rows = batch_indices(len(train.pairs), config.batch_size, step, config.seed)
+            rows = mle_batches(step)
             batch = to_device(collate_pairs([train.pairs[i] for i in rows], model.config), device)
             loss = mle_loss(model, batch, train.classes[rows].to(device))
             logged = {"mle_loss": optimizer_step(model, mle_optimizer, loss, step + 1, config.max_grad_norm)}
         else:
             if reference is None:
                 reference = copy.deepcopy(model).eval().requires_grad_(False)
-            rows = batch_indices(len(train.pairs), config.rollout_batch, step - config.mle_steps, config.seed + 1)
+            rows = ppo_batches(step - config.mle_steps)
             logged = ppo_step(model, reference, ppo_optimizer, tokenizer, [train.contexts[i] for i in rows],
                               [train.responses[i] for i in rows], train.classes[rows], reward_fn, normalizer,
                               config, step + 1)

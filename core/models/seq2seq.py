@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerBase
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+from core.config import from_dict
 from core.data import ED_EMOTIONS
 from core.models.emotion import EmotionClassifier
 from core.models.generator import Context, Decoding
@@ -120,8 +120,11 @@ class Seq2Seq(nn.Module):
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} is not a seq2seq model directory: {name} is missing")
-        model = cls(Seq2SeqConfig(**json.loads((directory / CONFIG_FILE).read_text())))
-        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        model = cls(from_dict(Seq2SeqConfig, json.loads((directory / CONFIG_FILE).read_text())))
+        try:
+            model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        except RuntimeError as error:
+            raise ValueError(f"{directory / WEIGHTS_FILE} does not fit {CONFIG_FILE}: {error}") from error
         return model.to(device).eval()
 
 
