@@ -43,9 +43,9 @@ def create_accelerator(precision: str = "auto", cpu: bool = False) -> Accelerato
     Accelerate keeps one state per process, so every run in a process (the app trains several) asks for the
     same precision: `auto` resolves from the hardware alone.
     """
-    device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
+    cpu = cpu or not torch.cuda.is_available()  # also what makes `accelerate launch` use CPU processes (gloo)
     # The forward pass is wrapped in autocast by `prepare`; gradients and optimizer state stay fp32.
-    return Accelerator(mixed_precision=precision_for(device, precision), cpu=cpu)
+    return Accelerator(mixed_precision=precision_for("cpu" if cpu else "cuda", precision), cpu=cpu)
 
 
 def shard(items: Sequence[T], accelerator: Accelerator) -> list[T]:

@@ -1,0 +1,66 @@
+"""`python -m core bench <section> --size {tiny,small,gpt2-124m} [--prompts 128 --prompt-tokens 96 --new-tokens 50]`.
+
+Sizes are the pretrain recipe's generator at that preset (configs/pretrain.yaml + configs/presets/<size>.yaml),
+with random weights. The tokenizer is the preset's when it has been built, else GPT-2's files (gpt2-124m) or a
+throwaway BPE; the embeddings are padded to the size's real vocabulary, so the LM head costs what it would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+SIZES = {"tiny": 8192, "small": 8192, "gpt2-124m": 50259}  # size -> vocabulary (8k BPE, or GPT-2's + 2 tags)
+
+
+def add_parser(subparsers) -> None:
+    from core.bench import SECTIONS, BenchOptions
+
+    parser = subparsers.add_parser("bench", help="speed: rollouts, PPO updates, peak memory", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sections", nargs="+", choices=[*SECTIONS, "all"], metavar="SECTION",
+                        help=f"one or more of: {', '.join(SECTIONS)}, all")
+    parser.add_argument("--size", choices=list(SIZES), default="tiny")
+    defaults = BenchOptions()
+    for option in fields(BenchOptions):
+        flag = "--" + option.name.replace("_", "-")
+        kind = str if option.name == "cache_implementation" else int
+        parser.add_argument(flag, type=kind, default=getattr(defaults, option.name),
+                            help=f"default {getattr(defaults, option.name)}")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.bench import SECTIONS, BenchOptions, prepare
+    from core.cli.train import build_config
+
+    options = BenchOptions(**{f.name: getattr(args, f.name) for f in fields(BenchOptions)})
+    config = build_config("pretrain", preset=args.size)
+    setup = prepare(args.size, config.generator, _tokenizer(config.tokenizer, args.size), options,
+                    vocab_size=SIZES[args.size], device=args.device)
+    results = {}
+    for name in SECTIONS if "all" in args.sections else dict.fromkeys(args.sections):
+        results[name] = SECTIONS[name](setup, options)
+        print(f"== {name} ({args.size})")
+        for key, value in results[name].items():
+            print(f"  {key:28s} {value:.4g}" if isinstance(value, float) else f"  {key:28s} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _tokenizer(path: str | None, size: str):
+    from core import paths
+    from core.text import load_tokenizer, train_tokenizer
+
+    gpt2_files = paths.data_dir() / "gpt2_tokenizer"
+    if path and Path(path).is_dir():
+        return load_tokenizer(path)
+    if size == "gpt2-124m" and (gpt2_files / "vocab.bpe").is_file():
+        return load_tokenizer(gpt2_files)
+    return train_tokenizer(["I am so sorry to hear that, how are you feeling today?"] * 8, vocab_size=300,
+                           min_frequency=1)
