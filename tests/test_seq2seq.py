@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.config import load_config
 from core.engine.callbacks import NonFiniteLossError, read_metrics
 from core.engine.ppo import RunningMeanStd
 from core.engine.rl_seq2seq import (RLSeq2SeqConfig, RewardTerms, Seq2SeqReward, mle_loss, optimizer_step,
@@ -17,6 +18,7 @@ from core.models.encoder import EncoderConfig
 from core.models.generator import Decoding
 from core.models.seq2seq import (Seq2SeqArch, build_seq2seq, classify_contexts, collate_pairs, emotion_text,
                                  encode_pairs, generate, label_classes, target_logprobs)
+from core.paths import REPO_ROOT
 from core.registry import Seq2SeqResponder, load_responder
 from tests.engine_fixtures import EXCHANGES, toy_tokenizer, toy_trajectories
 
@@ -278,6 +280,17 @@ def test_a_non_finite_loss_stops_before_the_update(tokenizer):
     with pytest.raises(NonFiniteLossError, match="step 5"):
         optimizer_step(model, optimizer, loss, 5, 1.0)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_shipped_config_loads_with_the_documented_reward_weights():
+    config = load_config(RLSeq2SeqConfig, REPO_ROOT / "configs" / "rl_seq2seq.yaml", ["mle_steps=7"])
+    assert (config.w_emo, config.w_sim, config.emotion_model) == (0.5, 0.5, "checkpoints/emotion")
+    assert config.mle_steps == 7 and config.model.d_hidden == 512 and config.decoding.max_new_tokens == 30
+
+
+def test_missing_tokenizer_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tokenizer not found.*tokenizer=null"):
+        train_rl_seq2seq(run_config(tmp_path, None, tokenizer=str(tmp_path / "nope")), dataset=toy_trajectories())
 
 
 def test_bad_config_values_are_refused():

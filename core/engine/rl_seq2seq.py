@@ -275,6 +275,10 @@ def _device(name: str) -> torch.device:
 
 def _tokenizer(config: RLSeq2SeqConfig, train: Dataset) -> PreTrainedTokenizerBase:
     if config.tokenizer is not None:
+        if not Path(config.tokenizer).is_dir():
+            raise FileNotFoundError(f"tokenizer not found: {config.tokenizer} (make it with `python -m core tokenizer "
+                                    f"--out {config.tokenizer}`, or set tokenizer=null to train one on the training "
+                                    "split)")
         return load_tokenizer(config.tokenizer)
     texts = train.select_columns(["prompt", "response"]).to_dict()
     return train_tokenizer(texts["prompt"] + texts["response"], vocab_size=config.vocab_size)
@@ -308,6 +312,10 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
     `dataset`: trajectories with the contract's columns (default: `load_trajectories(config.data)`).
     """
     started = time.time()
+    if config.emotion_model is not None and not Path(config.emotion_model).is_dir():
+        raise FileNotFoundError(f"emotion model not found: {config.emotion_model} (train it with "
+                                "`python -m core train emotion`, or set emotion_model=null to condition on "
+                                "the gold labels and drop the reward's emotion term)")
     seed_everything(config.seed)
     device = _device(config.device)
     data = dataset if dataset is not None else load_trajectories(config.data)
@@ -318,10 +326,6 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
     tokenizer = _tokenizer(config, data["train"]) if checkpoint is None else load_tokenizer(checkpoint / "tokenizer")
     emotion_model = None
     if config.emotion_model is not None:
-        if not Path(config.emotion_model).is_dir():
-            raise FileNotFoundError(f"emotion model not found: {config.emotion_model} (train it with "
-                                    "`python -m core train emotion`, or set emotion_model=null to condition on "
-                                    "the gold labels and drop the reward's emotion term)")
         emotion_model = EmotionClassifier.from_pretrained(config.emotion_model, device)
     else:
         print("rl_seq2seq: no emotion model; training is conditioned on the gold emotion labels, every context is "
