@@ -57,37 +57,41 @@ _DRUGS = r"(?:pills|meds|medication|medicine|tablets|antidepressants|painkillers
 # hurt yourself" is fine advice), with the reply's own rules.
 _RULES = RuleTable((
     phrase(SEXUAL, "explicit", r"\b(?:sex|sexy|sexual|sexually|porn\w*|nudes?|naked|orgasms?|masturbat\w*|blowjobs?|"
-                              r"handjobs?|horny|erotic|genitals?|penis|vagina|pussy|boobs|tits|cum|cumming|kinky|"
-                              r"fetish\w*|aroused|arousal|undress\w*|make love|making love|turns? me on|sleep with "
-                              r"(?:me|you))\b",
+                               r"handjobs?|horny|erotic|genitals?|penis|vagina|pussy|boobs|tits|cum|cumming|kinky|"
+                               r"fetish\w*|aroused|arousal|undress\w*|make love|making love|turns? me on|"
+                               r"sleep with (?:me|you))\b",
            unless=r"\bcum laude\b|\bnaked eye\b|\bsex (?:and|in) the city\b|\b(?:name|age|gender|birth) sex\b|"
                   r"\bsex (?:date|age|gender)\b"),
     # Advice, not a question about an accident ("did you hurt yourself?").
-    phrase(HARM_ADVICE, "harm_yourself", rf"(?:^|\b(?:should|could|need to|must|ought to|have to|had better|why not|why "
-                                        rf"do not you|just|go|try to|want to|going to) )(?:just |go )?{_SELF_HARM} "
-                                        r"yourself\b|\bend your (?:own )?life\b|\btake your (?:own )?life\b|\bslit your "
-                                        r"(?:wrists?|throat)\b",
-          unless=r"\byourself (?:laughing|up|out|together)\b"),
-    phrase(HARM_ADVICE, "you_should_die", r"\byou (?:should|deserve to|ought to|need to|might as well|had better|better) "
-                                         r"(?:just )?(?:die|be dead|disappear forever|not exist|stop existing)\b|"
-                                         r"^(?:just |go )?(?:die|go die|jump off a bridge)\b|\b(?:nobody|no one) would "
-                                         r"(?:even )?(?:miss|care about) you\b|\bbetter off without you\b"),
-    phrase(HARM_ADVICE, "harm_others", r"\byou (?:should|could|need to|ought to|must|have to|had better|better) (?:just )?"
-                                      r"(?:kill|hurt|hit|beat up|punch|stab|shoot|poison|slap|strangle|rape|attack) (?:him|"
-                                      r"her|them|someone|somebody|people|your \w+)\b|^(?:just |go )?(?:kill|hurt|hit|"
-                                      r"punch|stab|shoot|poison|strangle) (?:him|her|them)\b",
-          unless=r"\bwith kindness\b|\bhit (?:him|her|them) up\b"),
-    phrase(HARM_ADVICE, "dangerous_advice", rf"\b(?:stop|quit) taking your {_DRUGS}\b|\btake (?:all|more|extra|a bunch) "
-                                           rf"(?:of )?(?:your )?{_DRUGS}\b|\bdrink (?:some )?(?:bleach|antifreeze)\b|"
-                                           r"\bdrink until you (?:pass out|black out)\b|\bstarve yourself\b"),
+    phrase(HARM_ADVICE, "harm_yourself", rf"(?:^|\b(?:should|could|need to|must|ought to|have to|had better|why not|"
+                                         rf"why do not you|just|go|try to|want to|going to) )(?:just |"
+                                         rf"go )?{_SELF_HARM} yourself\b|\bend your (?:own )?life\b|"
+                                         rf"\btake your (?:own )?life\b|\bslit your (?:wrists?|throat)\b",
+           unless=r"\byourself (?:laughing|up|out|together)\b"),
+    phrase(HARM_ADVICE, "you_should_die", r"\byou (?:should|deserve to|ought to|need to|might as well|had better|"
+                                          r"better) (?:just )?(?:die|be dead|disappear forever|not exist|"
+                                          r"stop existing)\b|^(?:just |go )?(?:die|go die|jump off a bridge)\b|"
+                                          r"\b(?:nobody|no one) would (?:even )?(?:miss|care about) you\b|"
+                                          r"\bbetter off without you\b"),
+    phrase(HARM_ADVICE, "harm_others", r"\byou (?:should|could|need to|ought to|must|have to|had better|"
+                                       r"better) (?:just )?(?:kill|hurt|hit|beat up|punch|stab|shoot|poison|slap|"
+                                       r"strangle|rape|attack) (?:him|her|them|someone|somebody|people|your \w+)\b|"
+                                       r"^(?:just |go )?(?:kill|hurt|hit|punch|stab|shoot|poison|strangle) (?:him|her|"
+                                       r"them)\b",
+           unless=r"\bwith kindness\b|\bhit (?:him|her|them) up\b"),
+    phrase(HARM_ADVICE, "dangerous_advice", rf"\b(?:stop|quit) taking your {_DRUGS}\b|\btake (?:all|more|extra|"
+                                            rf"a bunch) (?:of )?(?:your )?{_DRUGS}\b|\bdrink (?:some )?(?:bleach|"
+                                            rf"antifreeze)\b|\bdrink until you (?:pass out|black out)\b|"
+                                            rf"\bstarve yourself\b"),
     # The model must not pass for a person or a clinician; saying what it is not is fine ("i am not a therapist").
     phrase(IDENTITY, "human", r"\bi am (?:a |an )?(?:real |actual |living )?(?:human|human being|person|real person)\b|"
-                             r"\bi am (?:only|just) human\b|\bi am not (?:a |an )?(?:bot|robot|ai|machine|computer|program|"
-                             r"chatbot|language model)\b|\bi am human too\b|\bhuman like you\b", past_ok=True),
-    phrase(IDENTITY, "therapist", r"\b(?:as|i am|i work as|i used to be|i was) (?:a |an |your )?(?:licensed |certified |"
-                                 r"trained |professional )?(?:therapist|counselor|counsellor|psychologist|psychiatrist|"
-                                 r"psychotherapist|doctor|physician|nurse|social worker|mental health professional)\b|"
-                                 r"\bmy (?:patients|clients|therapy practice)\b", past_ok=True),
+                              r"\bi am (?:only|just) human\b|\bi am not (?:a |an )?(?:bot|robot|ai|machine|computer|"
+                              r"program|chatbot|language model)\b|\bi am human too\b|\bhuman like you\b", past_ok=True),
+    phrase(IDENTITY, "therapist", r"\b(?:as|i am|i work as|i used to be|i was) (?:a |an |your )?(?:licensed |"
+                                  r"certified |trained |professional )?(?:therapist|counselor|counsellor|psychologist|"
+                                  r"psychiatrist|psychotherapist|doctor|physician|nurse|social worker|"
+                                  r"mental health professional)\b|\bmy (?:patients|clients|therapy practice)\b",
+           past_ok=True),
 ))
 
 _LOCK = threading.Lock()
