@@ -219,7 +219,9 @@ def _cancelled(rule: Rule, sentence: _Sentence, match: re.Match) -> str | None:
     end = sentence.token_at(max(match.start(), match.end() - 1)) + 1
     clause = sentence.clause_start(start)
     prefix = " ".join(sentence.tokens[clause:start])
-    window = _NOT_NEGATING.sub("_", prefix).split()[-_NEGATION_WINDOW:]
+    # The match's first word can complete a phrase that does not negate: "i can not [stop cutting]".
+    head = " ".join(sentence.tokens[clause:start + 1])
+    window = _NOT_NEGATING.sub("_", head).split()[:-1][-_NEGATION_WINDOW:]
     if "i" in window:  # a new "i ..." starts a new statement: "i can not sleep i want to die"
         window = window[len(window) - window[::-1].index("i"):]
     if _NEGATION.search(" ".join(window)):
@@ -381,7 +383,8 @@ RULES: tuple[Rule, ...] = (
     phrase(SUICIDE, "end_it_all", r"(?<!the )\bend(?:ing)? (?:it all|everything|my existence|my (?:suffering|"
                                   r"pain) (?:for good|forever|permanently))\b"),
     phrase(SUICIDE, "end_it_soon", r"\bend it (?:all )?(?:tonight|today|now|soon|for good|this (?:week|weekend))\b|"
-                                   r"\b(?:tonight|today|night|day) (?:is the (?:night|day) )?i (?:will )?end it\b"),
+                                   r"\b(?:tonight|today|night|day) (?:is the (?:night|day) )?i (?:will |"
+                                   r"am going to )?(?:finally )?(?:end it|do it)\b"),
     # "end it" / "ending things" with intent; a relationship names its partner ("end it with him").
     phrase(SUICIDE, "end_it", rf"\b(?:{_INTENT}|ready to|decided to|time to) (?:just )?end (?:it|things)\b(?! (?:with|"
                               rf"between|off))|\b(?:thinking about|thinking of|think about|considering) ending (?:it|"
@@ -449,9 +452,10 @@ RULES: tuple[Rule, ...] = (
     phrase(SUICIDE, "better_off_without_me", r"\b(?:better off|happier|better|"
                                              r"easier)(?: place| world)? (?:without (?:me|their (?:mom|mother|dad|"
                                              r"father|parent))|if i (?:was|were|am) (?:not |no longer )?(?:gone|dead|"
-                                             r"here|around|alive)|if i died|if i disappeared|with me gone|with me dead|"
-                                             r"when i am gone|when i am dead|not existing|not being alive|"
-                                             r"not being here|not living)\b"),
+                                             r"here|around|alive)|if i (?:was|were|had) never (?:been )?born|if i died|"
+                                             r"if i disappeared|with me gone|with me dead|when i am gone|"
+                                             r"when i am dead|not existing|not being alive|not being here|"
+                                             r"not living)\b"),
     phrase(SUICIDE, "no_one_would_care",
            r"\b(?:no one|nobody|would anyone|would anybody|does anyone|who) (?:would |will |even |really )*(?:care|"
            r"notice|miss me|cry|come to my funeral|realize)\b.{0,30}?\bif i (?:died|was gone|were gone|was dead|"
@@ -490,6 +494,9 @@ RULES: tuple[Rule, ...] = (
     phrase(SUICIDE, "crisis_line", r"\b(?:suicide|crisis) (?:hot ?line|help ?line|lifeline|text line|line)\b",
            unless=r"\b(?:volunteer|volunteering|volunteered|work at|works at|worked at|job)\b"),
     phrase(SUICIDE, "method_search",
+           r"\bhow (?:painful|long|hard|easy|quick|fast|quickly|much does it hurt) (?:is it |would it be |does it "
+           r"take |would it take |until you |to )?(?:to )?(?:hang|kill|shoot|drown|cut|slit) (?:yourself|myself|"
+           r"your wrists|my wrists)\b|\benough to (?:die|kill (?:me|myself)|overdose|od)\b|"
            r"\bhow (?:long|fast|quickly) (?:does it take |would it take |until you |to )?(?:\w+ ){0,3}?(?:bleed out|"
            r"die|overdose|drown|suffocate)\b|\bwish (?:someone|somebody|something) would (?:just )?kill me\b|"
            r"\bhow (?:to|do i|can i|do you|does one|do people) (?:die|kill myself|kill yourself|end my life|overdose|"
@@ -515,7 +522,8 @@ RULES: tuple[Rule, ...] = (
            unless=r"\b(?:lotion|cream|shampoo|product|technique|trick|advice|mask|spray|brush|makeup|method)\b"),
     # Taking a whole supply at once is an overdose whatever the verb.
     phrase(SUICIDE, "take_all_pills", rf"\b(?:take|taking|swallow|swallowing) (?:all|every one|the whole bottle|"
-                                      rf"a whole bottle) (?:of )?(?:my |the |these |those )?{_DRUGS}\b"),
+                                      rf"a whole bottle) (?:of )?(?:my |the |these |those )?{_DRUGS}\b|\b(?:take|"
+                                      rf"taking|swallow|swallowing) every (?:single )?(?:pill|tablet)\b"),
     # Each of these alone has an everyday reading; two together do not.
     phrase(SUICIDE, "pills_ready", rf"\b{_DRUGS} (?:in my hand|ready|lined up|in front of me)\b|\b(?:saved|saving|"
                                    rf"stockpiling|hoarding) (?:up )?(?:enough |all my |the )?{_DRUGS}\b", WEAK),
@@ -589,8 +597,8 @@ RULES: tuple[Rule, ...] = (
     phrase(SELF_HARM, "self_harm", r"\bself (?:harm|harming|harmed|harms|injury|injuring|injure|mutilation|"
                                    r"mutilating)\b"),
     # Cutting without an object ("i keep cutting", "the urge to cut is strong"); cutting vegetables has one.
-    phrase(SELF_HARM, "cutting", rf"\b(?:started|start|starting|keep|kept|been|am|i|relapsed and|urge to|urges to|"
-                                 rf"want to|need to|going to|back to|began|begin) (?:cutting|cut)(?=$|"
+    phrase(SELF_HARM, "cutting", rf"\b(?:started|start|starting|keep|kept|been|am|i|stop|quit|relapsed and|urge to|"
+                                 rf"urges to|want to|need to|going to|back to|began|begin) (?:cutting|cut)(?=$|"
                                  rf"(?: again| myself| my {_BODY}| to (?:cope|feel|numb|"
                                  rf"forget)| when| because| every| tonight| today| on purpose| is| so| deeper| and "
                                  rf"i)\b)", unless=_ACCIDENT),
@@ -751,7 +759,9 @@ RULES: tuple[Rule, ...] = (
     phrase(DANGER, "rage", rf"\b{_ABUSER} (?:is|are) (?:drunk|high|yelling|screaming|raging|violent|out of control|"
                            rf"throwing things|smashing things)\b", WEAK),
     phrase(DANGER, "at_my_door", rf"\b{_PERSON} (?:is|are) (?:outside|at|banging on|in front of) (?:my|our|"
-                                 rf"the) (?:door|window|house|room|apartment|home)\b", WEAK),
+                                 rf"the) (?:door|window|house|room|apartment|home)\b|\bthere is (?:someone|somebody|"
+                                 r"a man|a guy|a stranger) (?:outside|at) (?:my|our|the) (?:door|house)\b", WEAK),
+    phrase(DANGER, "dying_now", r"\bi (?:think i )?am dying\b(?! (?:to|of|for|laughing|inside|here))", WEAK),
     phrase(DANGER, "followed", rf"\b{_PERSON} (?:is|are|keeps|has been|have been|been) (?:following|stalking|"
                                rf"chasing) me\b",
            unless=r"\b(?:on|around) (?:instagram|twitter|tiktok|ig|insta|facebook|youtube|social media|snapchat)\b|"
@@ -776,10 +786,10 @@ RULES: tuple[Rule, ...] = (
     phrase(DANGER, "kill_threat", rf"\b{_STRANGER} (?:is |are )?(?:going to|trying to|about to|wants to|coming to|"
                                   rf"will) kill (?:me|us)\b|\b{_STRANGER} (?:is |are )?(?:going to|trying to|about to|"
                                   rf"coming to) (?:come back and )?hurt (?:me|us)\b", unless=_FIGURATIVE_THREAT),
-    phrase(DANGER, "pills_taken", rf"\b(?:took|swallowed|downed|ate|chugged|overdosed on) (?:too many|a lot of|"
-                                  rf"all (?:of )?(?:my|the|his|her)|a bunch of|the whole (?:bottle|pack|box)(?: of)?|"
-                                  rf"an entire (?:bottle|pack|box)(?: of)?|a handful of|a whole (?:bottle|pack|"
-                                  rf"box)(?: of)?|[1-9]\d+) (?:\w+ )?{_DRUGS}\b"),
+    phrase(DANGER, "pills_taken", rf"\b(?:took|swallowed|downed|ate|chugged|overdosed on) (?:(?:way |far )?too many|"
+                                  rf"a lot of|all (?:of )?(?:my|the|his|her)|a bunch of|the whole (?:bottle|pack|"
+                                  rf"box)(?: of)?|an entire (?:bottle|pack|box)(?: of)?|a handful of|a whole (?:bottle|"
+                                  rf"pack|box)(?: of)?|[1-9]\d+) (?:\w+ )?{_DRUGS}\b"),
     phrase(DANGER, "overdosing", r"\b(?:am|is|are) (?:\w+ )?overdosing\b|\bi (?:just |have |think i |might have |"
                                  r"may have )?(?:overdosed|od)\b|\b(?:am|is|are|think i am|think he is|"
                                  r"think she is) having an overdose\b"),
