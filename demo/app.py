@@ -1,0 +1,65 @@
+"""The Gradio app: one tab per module, assembled here; `launch` serves it offline (no share link, no analytics)."""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from demo import chat, compare, results, review
+from demo.models import ModelStore, NotAvailable, optional
+from demo.settings import Settings
+
+TITLE = "EmpathyGAIL"
+INTRO = ("# EmpathyGAIL\nA small GPT-2 taught to reply with empathy by imitation learning: a discriminator tells "
+         "people's replies from the model's, and its judgement is the reward the model learns from (GAIL + PPO).")
+CSS = "#chat-status p, #compare-status p { margin: 0.2em 0; }"
+
+
+def safety_notice() -> str:
+    try:
+        return f"ℹ️ {optional('core.safety', 'the crisis layer', 'NOTICE').NOTICE}"
+    except NotAvailable as error:
+        return f"⚠️ Chat is off: {error}."
+
+
+def build_app(settings: Settings | None = None) -> gr.Blocks:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    settings = settings or Settings.from_env()
+    store = ModelStore(settings)
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                chat_model, chat_missing = chat.build(store, settings, safety_notice())
+            with gr.Tab("Compare", id="compare"):
+                compare.build(store, settings)
+            if settings.training_enabled:
+                from demo import train  # only a server that offers training needs the engine
+
+                with gr.Tab("Train", id="train"):
+                    train.build(store, settings, chat_model, chat_missing)
+            with gr.Tab("Review", id="review"):
+                review_parts = review.build(settings)
+            with gr.Tab("Results", id="results"):
+                results_parts = results.build(settings)
+
+        def on_load(current):
+            return (*chat.refresh_models(store, current), *review.on_load(settings),
+                    *results.read_results(settings.results_dir))
+
+        app.load(on_load, [chat_model], [chat_model, chat_missing, *review_parts, *results_parts],
+                 api_visibility="private")
+    app.settings, app.store = settings, store  # for launch() and tests
+    return app
+
+
+def launch(app: gr.Blocks, settings: Settings, **kwargs):
+    """Serve `app` on the configured host and port; never a public share link. Returns (server, local URL, None)
+    with `prevent_thread_lock=True`; otherwise blocks until the server stops."""
+    app.queue(default_concurrency_limit=settings.concurrency)
+    return app.launch(server_name=settings.host, server_port=settings.port, share=False, show_error=False,
+                      allowed_paths=[str(settings.results_dir), str(settings.work_dir)], css=CSS,
+                      theme=gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                                           font_mono=["ui-monospace", "monospace"]),
+                      footer_links=["api"], **kwargs)

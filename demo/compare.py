@@ -1,0 +1,183 @@
+"""Compare tab: one prompt (and optional history) to every model at once, replies side by side, votes saved."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from demo.chat import TABLE3, decoding_from
+from demo.inputs import clean_text
+from demo.models import ModelStore, NotAvailable, optional
+from demo.settings import Settings
+
+COLUMNS = ["model", "reply", "D score", "emotion", "words"]
+VOTE_FIELDS = ["time", "history", "prompt", "models", "replies", "winner"]
+MAX_HISTORY_LINES = 12
+_votes_lock = threading.Lock()
+
+
+def parse_history(text: Any, max_chars: int) -> tuple[list[str], list[str]]:
+    """History typed one utterance per line (oldest first) -> cleaned utterances and notes for the visitor."""
+    if not isinstance(text, str):
+        return [], []
+    lines, notes = [], set()
+    for line in text.splitlines():
+        cleaned = clean_text(line, max_chars)
+        notes.update(cleaned.notes)
+        if cleaned.text:
+            lines.append(cleaned.text)
+    if len(lines) > MAX_HISTORY_LINES:
+        notes.add(f"only the last {MAX_HISTORY_LINES} history lines are used")
+        lines = lines[-MAX_HISTORY_LINES:]
+    return lines, sorted(notes)
+
+
+def compare(store: ModelStore, settings: Settings, history_text: Any, prompt: Any, temperature: Any = 0.9,
+            top_p: Any = 0.9, max_new_tokens: Any = 50, seed: Any = None, greedy: Any = False
+            ) -> tuple[pd.DataFrame, dict, str, dict]:
+    """Every model's reply to the same context: (table, choices for the vote, status, the comparison record)."""
+    empty = pd.DataFrame(columns=COLUMNS)
+    history, notes = parse_history(history_text, settings.max_message_chars)
+    cleaned = clean_text(prompt, settings.max_message_chars)
+    notes = sorted(set(notes) | set(cleaned.notes))
+    if not cleaned.text:
+        return empty, gr.update(choices=[], value=None), "Nothing to compare: type a prompt first.", {}
+    labels = store.labels()
+    if not labels:
+        return empty, gr.update(choices=[], value=None), store.missing(), {}
+    try:
+        safety = optional("core.safety", "the crisis layer", "safe_reply")
+    except NotAvailable as error:
+        return empty, gr.update(choices=[], value=None), f"⚠️ {error}", {}
+    decoding = decoding_from(temperature, top_p, max_new_tokens, seed, greedy)
+    replies, failures, kinds = {}, [], set()
+    for label in labels:
+        try:
+            responder = store.responder(label)
+            with store.lock(label):
+                reply = safety.safe_reply(history, cleaned.text,
+                                          lambda: responder.respond(history, cleaned.text, decoding))
+        except Exception as error:  # one broken model must not hide the others' replies
+            failures.append(f"{label}: {str(error)[:200]}")
+            continue
+        replies[label] = reply.text
+        kinds.add(reply.kind)
+    if not replies:
+        return empty, gr.update(choices=[], value=None), "⚠️ No model could reply. " + "; ".join(failures), {}
+
+    table = pd.DataFrame({"model": list(replies), "reply": list(replies.values())})
+    table["D score"] = _judge_column(store, history, cleaned.text, list(replies.values()), notes)
+    table["emotion"] = _emotion_column(store, list(replies.values()), notes)
+    table["words"] = [len(r.split()) for r in replies.values()]
+    if "crisis" in kinds:
+        notes.append("the prompt may be about a crisis, so every model gives the fixed support message")
+    if failures:
+        notes.append("could not reply: " + "; ".join(failures))
+    status = " ".join(n[0].upper() + n[1:] + "." for n in notes)
+    record = {"history": history, "prompt": cleaned.text, "replies": replies}
+    return table[COLUMNS], gr.update(choices=list(replies), value=None), status, record
+
+
+def _judge_column(store: ModelStore, history: list[str], prompt: str, replies: list[str], notes: list[str]) -> list:
+    try:
+        judge, scores = store.judge_scores([(history, prompt)] * len(replies), replies)
+    except NotAvailable as error:
+        notes.append(f"D score: {error}")
+        return [None] * len(replies)
+    except Exception as error:
+        notes.append(f"D score failed: {type(error).__name__}: {str(error)[:200]}")
+        return [None] * len(replies)
+    notes.append(f"D score: how expert-like the discriminator of {judge!r} finds each reply (higher: more so)")
+    return [round(s, 3) for s in scores]
+
+
+def _emotion_column(store: ModelStore, replies: list[str], notes: list[str]) -> list[str]:
+    try:
+        readings = store.read_emotions(replies)
+    except NotAvailable as error:
+        notes.append(f"emotion: {error}")
+        return [""] * len(replies)
+    return [f"{max(r, key=r.get)} ({max(r.values()):.0%})" for r in readings]
+
+
+def vote(settings: Settings, best: Any, record: Any) -> tuple[str, pd.DataFrame]:
+    """Save the visitor's pick to the votes CSV; returns (status, win-rate table)."""
+    if not isinstance(record, dict) or not record.get("replies"):
+        return "Compare first, then pick the best reply.", win_rates(settings.votes_path)
+    if best not in record["replies"]:
+        return "Pick one of the models that replied.", win_rates(settings.votes_path)
+    row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "history": json.dumps(record["history"]),
+           "prompt": record["prompt"], "models": json.dumps(list(record["replies"])),
+           "replies": json.dumps(record["replies"]), "winner": best}
+    path = settings.votes_path
+    try:
+        with _votes_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.is_file() or path.stat().st_size == 0
+            with path.open("a", newline="") as file:
+                writer = csv.DictWriter(file, VOTE_FIELDS)
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+    except OSError as error:
+        return f"⚠️ The vote could not be saved to {path}: {error.strerror or error}", win_rates(path)
+    return f"Saved: **{best}** wins this one.", win_rates(path)
+
+
+def win_rates(path: Path) -> pd.DataFrame:
+    """Per model: comparisons it was in, how often it was picked, and the share."""
+    columns = ["model", "comparisons", "wins", "win rate"]
+    try:
+        votes = pd.read_csv(path, keep_default_na=False) if Path(path).is_file() else pd.DataFrame()
+    except (OSError, ValueError, pd.errors.ParserError):
+        return pd.DataFrame(columns=columns)
+    counts: dict[str, list[int]] = {}
+    for models, winner in zip(votes.get("models", []), votes.get("winner", [])):
+        try:
+            names = json.loads(models)
+        except (TypeError, ValueError):
+            continue
+        for name in names if isinstance(names, list) else []:
+            counts.setdefault(str(name), [0, 0])
+            counts[str(name)][0] += 1
+            counts[str(name)][1] += int(name == winner)
+    rows = [(m, n, w, round(w / n, 3)) for m, (n, w) in counts.items()]
+    return pd.DataFrame(sorted(rows, key=lambda r: (-r[3], -r[1])), columns=columns)
+
+
+def build(store: ModelStore, settings: Settings) -> None:
+    gr.Markdown("One prompt, optionally with the conversation before it, goes to every model; pick the best reply.")
+    with gr.Row():
+        history = gr.Textbox(label="History (optional)", info="One utterance per line, oldest first; the last "
+                             "line is the bot's.", lines=3, scale=2, elem_id="compare-history")
+        prompt = gr.Textbox(label="Prompt", lines=3, scale=2, elem_id="compare-prompt")
+    with gr.Accordion("Decoding settings", open=False):
+        with gr.Row():
+            temperature = gr.Slider(0.05, 2.0, value=0.9, step=0.05, label="Temperature")
+            top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+            max_new = gr.Slider(1, 100, value=50, step=1, label="Max new tokens")
+            seed = gr.Number(value=0, precision=0, label="Seed (empty: random)")
+            greedy = gr.Checkbox(False, label="Greedy")
+    go = gr.Button("Compare all models", variant="primary", elem_id="compare-go")
+    gr.Examples([[h, p] for h, p in TABLE3], inputs=[history, prompt], label="The method's Table 3")
+    status = gr.Markdown(elem_id="compare-status")
+    table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), label="Replies", wrap=True, interactive=False,
+                         column_widths=["14%", "52%", "10%", "16%", "8%"], elem_id="compare-table")
+    record = gr.State({})
+    with gr.Row():
+        best = gr.Radio([], label="Which reply is best?", scale=3, elem_id="compare-best")
+        save = gr.Button("Save vote", scale=1)
+    vote_status = gr.Markdown()
+    rates = gr.Dataframe(win_rates(settings.votes_path), label="Win rates (all saved votes)", interactive=False)
+
+    go.click(partial(compare, store, settings), [history, prompt, temperature, top_p, max_new, seed, greedy],
+             [table, best, status, record], api_name="compare", concurrency_limit=settings.concurrency)
+    save.click(partial(vote, settings), [best, record], [vote_status, rates], api_name="vote")

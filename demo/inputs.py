@@ -1,0 +1,47 @@
+"""What visitors type, made safe to feed a model: printable text, a bounded length, and a note saying what changed."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+_DROP = {"Cc", "Cf", "Cs", "Co", "Cn"}  # control, format, lone surrogates, private use, unassigned
+_SPACES = "\t\n\r"  # control characters that are only whitespace
+
+
+@dataclass
+class CleanText:
+    text: str
+    notes: list[str] = field(default_factory=list)  # what was changed, in words a visitor understands
+
+
+def clean_text(value: Any, max_chars: int) -> CleanText:
+    """Normalise Unicode (NFKC), drop invisible and control characters, collapse whitespace, and keep the last
+    `max_chars` characters: the model itself keeps the end of a prompt too long for its context."""
+    if value is None:
+        return CleanText("")
+    if not isinstance(value, str):
+        return CleanText("", [f"expected text, got {type(value).__name__}"])
+    notes = []
+    visible = "".join(c for c in value if c in _SPACES or unicodedata.category(c) not in _DROP)
+    if len(visible) < len(value):
+        notes.append("invisible or control characters were removed")
+    text = unicodedata.normalize("NFKC", visible)
+    kept = "".join(c for c in text if c in _SPACES or unicodedata.category(c) not in _DROP)
+    kept = " ".join(kept.split())
+    if len(kept) > max_chars:
+        notes.append(f"your message had {len(value):,} characters; the model reads only the last {max_chars:,}")
+        kept = kept[-max_chars:].lstrip()
+    return CleanText(kept, notes)
+
+
+def message_text(content: Any) -> str:
+    """The text of a chat message's content: a string, or Gradio 6's list of blocks ({"type": "text", ...})."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("value") or "") if content.get("type", "text") == "text" else ""
+    if isinstance(content, (list, tuple)):
+        return " ".join(t for t in (message_text(c) for c in content) if t)
+    return ""

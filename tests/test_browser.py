@@ -1,0 +1,140 @@
+"""The app in a real headless Chromium (Playwright with Debian's chromium): chat, compare, a tiny training run
+that appears in Chat, a screenshot of every tab, and no request leaving localhost.
+
+Screenshots go to $EMPATHYGAIL_SCREENSHOTS when set (e.g. `screenshots/`), else to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.demo_fixtures import build_world, free_port
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("EMPATHYGAIL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+TIMEOUT_MS = 60_000
+
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # the tests skip and say why
+    expect = sync_playwright = None
+
+
+def _check_browser() -> None:
+    if sync_playwright is None:
+        pytest.skip("playwright is not installed (pip install playwright)")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set EMPATHYGAIL_CHROMIUM)")
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    _check_browser()
+    from demo.app import build_app, launch
+    from demo.settings import Settings
+    from tests.fixtures_data import write_data_dir
+
+    root = tmp_path_factory.mktemp("browser")
+    world = build_world(root)
+    env = pytest.MonkeyPatch()
+    env.setenv("EMPATHYGAIL_CACHE", str(root / "cache"))  # the toy data's trajectories are cached here
+    settings = Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=root / "work",
+                        data_dir=write_data_dir(root / "data"), host="127.0.0.1", port=free_port(),
+                        stream_delay_s=0.01)
+    app = build_app(settings)
+    _, url, _ = launch(app, settings, prevent_thread_lock=True, quiet=True)
+    outside: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.set_default_timeout(TIMEOUT_MS)
+        local = ("http://127.0.0.1", "http://localhost", "ws://127.0.0.1", "data:", "blob:", "about:")
+        tab.on("request", lambda r: None if r.url.startswith(local) else outside.append(r.url))
+        tab.goto(url)
+        tab.get_by_role("tab", name="Chat").wait_for()
+        tab.outside = outside
+        yield tab
+        browser.close()
+    app.close()
+    env.undo()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = Path(os.environ.get("EMPATHYGAIL_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def bot_messages(page):
+    return page.locator("#chat-box [data-testid='bot']")
+
+
+def test_chat_gets_a_reply(page, shots):
+    open_tab(page, "Chat")
+    box = page.locator("#chat-input textarea")
+    box.fill("I lost my job today.")
+    box.press("Enter")
+    bot_messages(page).first.wait_for()
+    page.locator("#chat-box [data-testid='user']").get_by_text("I lost my job today.").wait_for()
+    page.locator("#chat-status").get_by_text("Emotion in your messages").wait_for()
+    page.wait_for_function("() => !document.querySelector('#chat-box .pending')")  # streaming done
+    assert bot_messages(page).first.inner_text().strip()
+    page.screenshot(path=str(shots / "chat.png"), full_page=True)
+
+
+def test_compare_gets_a_reply_from_every_model(page, shots):
+    open_tab(page, "Compare")
+    page.locator("#compare-prompt textarea").fill("He was a very good friend of mine. Last month, he passed away.")
+    page.locator("#compare-go").click()
+    for model in ("EmpathyGAIL", "MLE", "TextGAIL"):  # a reply row each, and a choice in the vote
+        page.locator("#compare-best").get_by_text(model, exact=True).wait_for()
+        expect(page.locator("#compare-table")).to_contain_text(model, timeout=TIMEOUT_MS)
+    page.screenshot(path=str(shots / "compare.png"), full_page=True)
+
+
+def test_a_tiny_training_run_finishes_and_appears_in_chat(page, shots):
+    open_tab(page, "Train")
+    steps = page.locator("#train-steps input[type='number']")
+    steps.fill("3")
+    steps.press("Enter")
+    page.locator("#train-start").click()
+    page.locator("#train-message").get_by_text("Started").wait_for()
+    page.locator("#train-progress").get_by_text("finished").wait_for()
+    name = page.locator("#train-progress b").first.inner_text()
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(shots / "train.png"), full_page=True)
+
+    open_tab(page, "Chat")
+    page.locator("#chat-model input").click()
+    page.get_by_role("option", name=name).click()
+    box = page.locator("#chat-input textarea")
+    before = bot_messages(page).count()
+    box.fill("I passed my exam!")
+    box.press("Enter")
+    bot_messages(page).nth(before).wait_for()
+
+
+def test_review_and_results_tabs(page, shots):
+    open_tab(page, "Review")
+    page.locator("#review-note").get_by_text("3 of 3 examples match").wait_for()
+    page.screenshot(path=str(shots / "review.png"), full_page=True)
+    open_tab(page, "Results")
+    page.locator("#results-table").get_by_text("Perplexity per token").first.wait_for()
+    page.screenshot(path=str(shots / "results.png"), full_page=True)
+
+
+def test_nothing_was_fetched_from_outside(page):
+    assert page.outside == []

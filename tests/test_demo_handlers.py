@@ -1,0 +1,329 @@
+"""The app's handlers called directly, on tiny real models: chat, compare, votes, review, results, training."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from demo import chat, compare, jobs, results, review, train
+from demo.inputs import clean_text, message_text
+from demo.models import ModelStore, NotAvailable
+from demo.settings import Settings, settings_from_args
+from tests.demo_fixtures import build_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def settings(world, tmp_path):
+    return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=tmp_path / "work",
+                    data_dir=tmp_path / "no-data", stream_delay_s=0.0, max_message_chars=300)
+
+
+@pytest.fixture
+def store(settings):
+    return ModelStore(settings)
+
+
+def last(updates):
+    """The final (textbox, history, emotion, status) a streaming handler yielded, and how many updates it made."""
+    updates = list(updates)
+    return updates[-1], len(updates)
+
+
+# --- settings and input cleaning --------------------------------------------------------------------------
+
+def test_settings_from_environment_and_arguments(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMPATHYGAIL_TRAINING", "0")
+    assert Settings.from_env().training_enabled is False
+    monkeypatch.setenv("EMPATHYGAIL_TRAINING", "1")
+    parsed = settings_from_args(["--checkpoints-dir", str(tmp_path), "--port", "7999", "--no-training"])
+    assert parsed.checkpoints_dir == tmp_path.resolve() and parsed.port == 7999 and not parsed.training_enabled
+    with pytest.raises(ValueError, match="max_train_steps"):
+        Settings(max_train_steps=0)
+
+
+def test_help_lists_the_options():
+    out = subprocess.run([sys.executable, "app.py", "--help"], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0
+    for option in ("--checkpoints-dir", "--data-dir", "--results-dir", "--host", "--port", "--no-training"):
+        assert option in out.stdout
+
+
+def test_clean_text_handles_hostile_input():
+    assert clean_text("   \n\t ", 100).text == ""
+    dirty = clean_text("hi\x00\x07 there\u200b\ud800 \ufeff ｆｕｌｌ\u202e", 100)
+    assert dirty.text == "hi there full" and "control characters" in dirty.notes[0]
+    long = clean_text("word " * 20_000, 1000)
+    assert len(long.text) <= 1000 and "100,000 characters" in long.notes[0]
+    assert clean_text(None, 10).text == "" and clean_text(12, 10).notes == ["expected text, got int"]
+    assert clean_text("😢 Ça va? 你好", 100).text == "😢 Ça va? 你好"
+    assert message_text([{"type": "text", "text": "a"}, {"type": "file"}, "b"]) == "a b"
+
+
+# --- models ----------------------------------------------------------------------------------------------
+
+def test_store_lists_empathygail_first_and_refuses_unknown_names(store):
+    assert store.labels()[0] == "EmpathyGAIL" and set(store.labels()) == {"EmpathyGAIL", "MLE", "TextGAIL"}
+    for bad in ("../../etc/passwd", "", None, "x" * 10_000):
+        with pytest.raises(NotAvailable, match="unknown model"):
+            store.responder(bad)
+    assert store.missing() == ""
+
+
+def test_no_checkpoint_says_what_is_missing_and_how_to_make_it(tmp_path):
+    settings = Settings(checkpoints_dir=tmp_path / "none", work_dir=tmp_path / "work", results_dir=tmp_path)
+    store = ModelStore(settings)
+    assert store.labels() == []
+    assert "No model found" in store.missing() and "python -m core train" in store.missing()
+    box, history, _, status = list(chat.respond(store, settings, "hello", [], None))[-1]
+    assert box == "hello" and history == [] and "No model found" in status
+    table, _, status, _ = compare.compare(store, settings, "", "hello")
+    assert table.empty and "No model found" in status
+
+
+def test_corrupt_checkpoint_is_refused_with_a_clear_message(world, tmp_path):
+    broken = tmp_path / "checkpoints" / "broken"
+    shutil.copytree(world["checkpoints"] / "mle", broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    settings = Settings(checkpoints_dir=tmp_path / "checkpoints", work_dir=tmp_path / "work", results_dir=tmp_path,
+                        stream_delay_s=0.0)
+    store = ModelStore(settings)
+    with pytest.raises(NotAvailable, match="could not be loaded"):
+        store.responder("MLE")
+    box, history, _, status = list(chat.respond(store, settings, "hello", [], "MLE"))[-1]
+    assert box == "hello" and history == [] and "could not be loaded" in status
+
+
+# --- chat ------------------------------------------------------------------------------------------------
+
+def test_chat_streams_a_reply_and_reads_the_emotion(store, settings):
+    (box, history, emotion, status), n = last(chat.respond(store, settings, "I lost my job today.", [],
+                                                           "EmpathyGAIL", seed=1))
+    assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
+    assert history[0]["content"] == "I lost my job today." and history[1]["content"].strip()
+    assert n >= 2  # the user's message first, then the reply (word by word)
+    assert isinstance(emotion, dict) and abs(sum(emotion.values()) - 1) < 1e-4
+    assert "Emotion in your messages so far" in status
+
+    # A second turn carries the whole conversation; Gradio 6 sends content as a list of blocks.
+    blocks = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in history]
+    (_, history2, _, status2), _ = last(chat.respond(store, settings, "It was my dream job.", blocks, "MLE"))
+    assert [m["role"] for m in history2] == ["user", "assistant"] * 2 and "→" in status2
+
+
+def test_chat_seed_makes_replies_repeatable(store, settings):
+    first = last(chat.respond(store, settings, "I passed my exam!", [], "MLE", seed=7))[0][1][-1]["content"]
+    again = last(chat.respond(store, settings, "I passed my exam!", [], "MLE", seed=7))[0][1][-1]["content"]
+    assert first == again
+
+
+@pytest.mark.parametrize("message", ["", "   \n  ", "\x00\x01\x02", None, 42, ["list"]])
+def test_chat_empty_or_odd_messages_get_a_clear_note(store, settings, message):
+    box, history, _, status = list(chat.respond(store, settings, message, [{"role": "user", "content": "hi"},
+                                                                           {"role": "assistant", "content": "yo"}],
+                                                "EmpathyGAIL"))[-1]
+    assert len(history) == 2 and "Nothing to send" in status and box == ""
+
+
+def test_chat_truncates_a_huge_message_and_says_so(store, settings):
+    (_, history, _, status), _ = last(chat.respond(store, settings, "sad " * 25_000, [], "MLE"))
+    assert len(history[0]["content"]) <= settings.max_message_chars
+    assert "100,000 characters" in status and "last 300" in status
+
+
+@pytest.mark.parametrize("history", [None, "not a list", [1, 2, 3], [{"role": "system", "content": "x"}],
+                                     [{"content": "no role"}], [{"role": "user", "content": {"weird": 1}}]])
+def test_chat_survives_malformed_history(store, settings, history):
+    (_, out, _, _), _ = last(chat.respond(store, settings, "hello", history, "MLE"))
+    assert out[-1]["role"] == "assistant" and out[-2] == {"role": "user", "content": "hello"}
+
+
+def test_chat_crisis_message_gets_the_fixed_reply(store, settings):
+    from core.safety import CRISIS_REPLY
+
+    (_, history, _, status), _ = last(chat.respond(store, settings, "I want to kill myself tonight", [], "MLE"))
+    assert history[-1]["content"] == chat.CRISIS_BANNER + CRISIS_REPLY
+    assert "crisis" in status and "not the model's" in status
+    # The banner is for people; the model reads the support text itself.
+    assert chat.utterances(history)[-1] == CRISIS_REPLY
+
+
+def test_decoding_values_are_clamped():
+    d = chat.decoding_from(99, -1, 10_000, "abc", False)
+    assert (d.temperature, d.top_p, d.max_new_tokens, d.seed, d.do_sample) == (2.0, 0.05, 100, None, True)
+    d = chat.decoding_from(float("nan"), None, "7", 3.0, True)
+    assert (d.temperature, d.top_p, d.max_new_tokens, d.seed, d.do_sample) == (0.9, 0.9, 7, 3, False)
+
+
+def test_undo_gives_the_last_message_back():
+    history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+               {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
+    assert chat.undo(history) == (history[:2], "c")
+    assert chat.undo([]) == ([], "")
+
+
+# --- compare and votes -----------------------------------------------------------------------------------
+
+def test_compare_replies_from_every_model_with_scores(store, settings):
+    table, choices, status, record = compare.compare(store, settings, "Hi there.\nHello, how are you?",
+                                                     "My dog died last week.", seed=3)
+    assert list(table["model"]) == ["EmpathyGAIL", "MLE", "TextGAIL"]
+    assert table["D score"].between(0, 1).all() and (table["emotion"] != "").all()
+    assert (table["words"] == table["reply"].str.split().str.len()).all()
+    assert choices["choices"] == ["EmpathyGAIL", "MLE", "TextGAIL"] and "D score" in status
+    assert record["history"] == ["Hi there.", "Hello, how are you?"] and set(record["replies"]) == set(table["model"])
+
+
+def test_compare_bad_inputs(store, settings):
+    table, _, status, record = compare.compare(store, settings, None, "   ")
+    assert table.empty and "type a prompt" in status and record == {}
+    table, _, status, _ = compare.compare(store, settings, "\x00" * 50 + "\n" * 40, "x" * 5000)
+    assert len(table) == 3 and "5,000 characters" in status
+
+
+def test_votes_are_saved_and_summarised(store, settings):
+    _, _, _, record = compare.compare(store, settings, "", "I got a new puppy.")
+    assert "Compare first" in compare.vote(settings, "MLE", {})[0]
+    assert "Pick one" in compare.vote(settings, "nobody", record)[0]
+    compare.vote(settings, "MLE", record)
+    message, rates = compare.vote(settings, "MLE", record)
+    compare.vote(settings, "TextGAIL", record)
+    assert "Saved" in message
+    with settings.votes_path.open() as file:
+        rows = list(csv.DictReader(file))
+    assert [r["winner"] for r in rows] == ["MLE", "MLE", "TextGAIL"] and rows[0]["prompt"] == "I got a new puppy."
+    rates = compare.win_rates(settings.votes_path).set_index("model")
+    assert rates.loc["MLE", "wins"] == 2 and rates.loc["MLE", "comparisons"] == 3
+    assert rates.loc["MLE", "win rate"] == pytest.approx(2 / 3, abs=1e-3) and rates.loc["EmpathyGAIL", "wins"] == 0
+
+
+def test_win_rates_survive_a_damaged_file(tmp_path):
+    path = tmp_path / "votes.csv"
+    path.write_text('time,models,winner\nx,"not json",A\ny,"[""A"", ""B""]",B\n')
+    assert compare.win_rates(path).set_index("model").loc["B", "wins"] == 1
+    assert compare.win_rates(tmp_path / "missing.csv").empty
+
+
+# --- review and results ----------------------------------------------------------------------------------
+
+def test_review_filters_searches_and_exports(settings):
+    rows, note = review.show(settings)
+    assert len(rows) == 3 and "3 of 3" in note and {"EmpathyGAIL", "MLE", "TextGAIL"} <= set(rows.columns)
+    assert len(review.show(settings, emotion="sad")[0]) == 1
+    assert list(review.show(settings, source="dailydialog", bucket="3+")[0]["prompt"]) == ["I got a new puppy."]
+    assert len(review.show(settings, search="PASSED my")[0]) == 1
+    assert len(review.show(settings, search="MLE says hi")[0]) == 3
+    assert review.show(settings, emotion="nope")[0].empty
+    path, message = review.export(settings, source="empatheticdialogues")
+    exported = pd.read_csv(path, keep_default_na=False)
+    assert len(exported) == 2 and "Exported 2 rows" in message and Path(path).parent == settings.work_dir / "exports"
+
+
+def test_review_and_results_without_an_evaluation(tmp_path):
+    settings = Settings(checkpoints_dir=tmp_path, results_dir=tmp_path / "nothing", work_dir=tmp_path / "work")
+    rows, note = review.show(settings)
+    assert rows.empty and "not available yet" in note and "python -m core evaluate" in note
+    assert review.export(settings)[0] is None
+    table, plots, examples = results.read_results(settings.results_dir)
+    assert "Not available yet" in table and plots == [] and examples == ""
+
+
+def test_results_show_the_table_and_plots(settings):
+    table, plots, examples = results.read_results(settings.results_dir)
+    assert "| Metric |" in table and "EmpathyGAIL" in table
+    assert {Path(p).name for p, _ in plots} == {"perplexity_by_turns.png", "bleu_by_turns.png"}
+    assert examples.strip()
+
+
+# --- training ----------------------------------------------------------------------------------------------
+
+FORM = dict(algorithm="mle", preset="none", base="MLE", steps=3, lr=1e-4, batch_size=4, kl_coef=0.05,
+            d_pretrain_steps=0, seed=0)
+
+
+def form(**changes):
+    return list({**FORM, **changes}.values())
+
+
+def test_one_run_at_a_time_and_stop():
+    runner = jobs.JobRunner()
+    release = []
+
+    def run(callbacks):
+        step = 0
+        while not callbacks[0].should_stop():
+            step += 1
+            callbacks[0].on_step(step, {"loss": 1.0 / step, "note": "text is dropped"})
+            if step == 3:
+                release.append(True)
+        callbacks[0].on_event("stop", {"step": step})
+        return "somewhere"
+
+    runner.start("a", 10, run)
+    with pytest.raises(jobs.Busy, match="already going"):
+        runner.start("b", 10, run)
+    while not release:
+        pass
+    assert runner.stop() is True
+    job = runner.wait(10)
+    assert job.state == jobs.STOPPED and job.metrics[0] == {"step": 1, "loss": 1.0} and "stop" in job.events[-1]
+    assert runner.stop() is False
+
+
+def test_a_failing_run_is_reported_not_raised():
+    runner = jobs.JobRunner()
+    runner.start("bad", 1, lambda callbacks: 1 / 0)
+    job = runner.wait(10)
+    assert job.state == jobs.FAILED and "ZeroDivisionError" in job.error
+    assert "failed" in train.progress_html(job)
+
+
+def test_training_request_without_data_is_refused(store, settings):
+    runner = jobs.JobRunner()
+    message = train.start(runner, store, settings, *form())
+    assert "No training data" in message and runner.snapshot().state == jobs.IDLE
+    assert "unknown algorithm" in train.start(runner, store, settings, *form(algorithm="dpo"))
+    assert "unknown preset" in train.start(runner, store, settings, *form(preset="../../etc/passwd"))
+    assert "unknown model" in train.start(runner, store, settings, *form(base="nope"))
+
+
+def test_gail_request_is_capped(store, settings):
+    request = train.parse_request(settings, *form(algorithm="empathygail", steps=10_000, batch_size=999, lr="x", kl_coef=-3))
+    assert (request.steps, request.batch_size, request.lr, request.kl_coef) == (200, 16, 1e-5, 0.0)
+    _, config = train.build_config(settings, request, Path(store.card("MLE").path), "run")
+    assert config.steps == 200 and config.buffer_size == 32 and config.algorithm == "empathygail"
+    assert Path(config.output_dir) == settings.models_dir / "run" and config.init_from == store.card("MLE").path
+    assert config.emotion_model == str(settings.emotion_dir)
+
+
+def test_a_tiny_mle_run_finishes_and_its_model_can_chat(world, tmp_path, monkeypatch):
+    from tests.fixtures_data import write_data_dir
+
+    monkeypatch.setenv("EMPATHYGAIL_CACHE", str(tmp_path / "cache"))
+    settings = Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"],
+                        work_dir=tmp_path / "work", data_dir=write_data_dir(tmp_path / "data"), stream_delay_s=0.0)
+    store, runner = ModelStore(settings), jobs.JobRunner()
+    assert "Started" in train.start(runner, store, settings, *form())
+    assert "already going" in train.start(runner, store, settings, *form())
+    job = runner.wait(120)
+    assert job.state == jobs.FINISHED, job.error
+    assert [m["step"] for m in job.metrics] == [1, 2, 3] and any("valid_ppl" in m for m in job.metrics)
+    assert job.name in store.labels()
+    frames = train.curves(job.metrics)
+    assert list(frames[0]["value"]) == [m["loss"] for m in job.metrics] and frames[1].empty and not frames[3].empty
+
+    outputs = train.poll(runner, store, "", "", "EmpathyGAIL")
+    assert job.name in outputs[-2]["choices"] and outputs[-4] == job.model_dir
+    (_, history, _, _), _ = last(chat.respond(store, settings, "hello", [], job.name))
+    assert history[-1]["role"] == "assistant"
