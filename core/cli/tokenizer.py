@@ -22,6 +22,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     parser.add_argument("--data-dir", help="data directory (default $EMPATHYGAIL_DATA or ../shared/data)")
     parser.add_argument("--sources", help="comma-separated sources to train on (default: all)")
+    parser.add_argument("--cache-dir", help="trajectory cache (default $EMPATHYGAIL_CACHE or .cache/)")
     parser.add_argument("--from", dest="source", metavar="NAME_OR_DIR",
                         help="use an existing tokenizer instead of training: `gpt2` or a directory")
     parser.set_defaults(func=run)
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"cannot load tokenizer {args.source!r}: {error}") from error
         what = f"from {args.source}"
     else:
-        texts = training_texts(args.data_dir, args.sources)
+        texts = training_texts(args.data_dir, args.sources, args.cache_dir)
         if args.vocab_size < 300:
             raise ValueError(f"--vocab-size {args.vocab_size} is too small: byte-level BPE needs 256 byte tokens "
                              "plus the special tokens")
@@ -50,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def training_texts(data_dir: str | None = None, sources: str | None = None) -> list[str]:
+def training_texts(data_dir: str | None = None, sources: str | None = None, cache_dir: str | None = None) -> list[str]:
     """Every utterance of the training split, once per conversation (quotes, reframes included)."""
     from core.config import load_config
     from core.data import DataConfig, load_trajectories
     from core.engine.mle import documents
 
-    overrides = [f"{k}={v}" for k, v in (("data_dir", data_dir), ("sources", sources)) if v]
+    overrides = [f"{k}={v}" for k, v in (("data_dir", data_dir), ("sources", sources), ("cache_dir", cache_dir)) if v]
     train = load_trajectories(load_config(DataConfig, None, overrides))["train"]
     return [utterance for doc in documents(train) for utterance in doc]

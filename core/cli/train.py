@@ -36,13 +36,23 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a model: " + ", ".join(RECIPES), description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", choices=sorted(RECIPES))
+    # Everything after the recipe is parsed by `options_parser`, which lets key=value pairs and options mix freely
+    # (one argparse pass would stop collecting key=value pairs at the first option).
+    parser.add_argument("options", nargs=argparse.REMAINDER,
+                        help="[--config FILE] [--preset NAME] [--resume] [--run-dir DIR] [key=value ...]")
+    parser.set_defaults(func=run)
+
+
+def options_parser(recipe_name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m core train {recipe_name}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file of the recipe's config fields (default configs/<recipe>.yaml)")
     parser.add_argument("--preset", help=f"a size preset from {PRESETS_DIR.relative_to(REPO_ROOT)}/: "
                                          f"{', '.join(presets()) or 'none yet'}")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run_dir")
     parser.add_argument("--run-dir", help="where checkpoints and metrics.jsonl go")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config fields, e.g. lr=1e-4")
-    parser.set_defaults(func=run)
+    return parser
 
 
 def presets() -> list[str]:
@@ -96,12 +106,13 @@ def run(args: argparse.Namespace) -> int:
     from core.engine.callbacks import NonFiniteLossError
     from core.engine.checkpoint import CheckpointError
 
-    overrides = list(args.overrides)
-    if args.run_dir:
-        overrides.insert(0, f"run_dir={args.run_dir}")
-    if args.resume:
+    options = options_parser(args.recipe).parse_intermixed_args(args.options)
+    overrides = list(options.overrides)
+    if options.run_dir:
+        overrides.insert(0, f"run_dir={options.run_dir}")
+    if options.resume:
         overrides.insert(0, "resume=true")
-    config = build_config(args.recipe, args.config, args.preset, overrides)
+    config = build_config(args.recipe, options.config, options.preset, overrides)
     _, train = recipe(args.recipe)
     try:
         out = train(config)
