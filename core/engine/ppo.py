@@ -16,7 +16,8 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
-def log_ratio(new_logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, level: str = "sequence") -> torch.Tensor:
+def log_ratio(new_logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
+              level: str = "sequence") -> torch.Tensor:
     """log(pi_new / pi_old): per reply ([batch], the sum over its tokens; TextGAIL's choice) or per token."""
     diff = (new_logp - old_logp) * mask
     if level == "sequence":
@@ -35,7 +36,8 @@ def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, epsilon: fl
     return loss.mean() if mask is None else masked_mean(loss, mask)
 
 
-def kl_to_reference(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
+def kl_to_reference(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
+                    estimator: str = "k3") -> torch.Tensor:
     """Per-reply KL(pi || pi_ref) summed over the reply's sampled tokens ([batch]); exactly 0 when logp == ref_logp.
 
     k1 = log pi - log pi_ref (unbiased, can be negative per sample); k3 = (r - 1) - log r with r = pi_ref / pi

@@ -46,8 +46,8 @@ class EmotionClassifier(EncoderModel):
         self.config = config
         self.labels = list(LABEL_SETS[config.labels])
         self.encoder = TextEncoder(config.encoder, tokenizer)
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.encoder.dim, config.head_hidden),
-                                  nn.Tanh(), nn.Dropout(config.dropout), nn.Linear(config.head_hidden, len(self.labels)))
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.encoder.dim, config.head_hidden), nn.Tanh(),
+                                  nn.Dropout(config.dropout), nn.Linear(config.head_hidden, len(self.labels)))
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         return self.head(self.encoder.encode([[t] for t in texts]))
@@ -98,8 +98,11 @@ class EmotionTrainConfig:
     model: EmotionConfig = field(default_factory=EmotionConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(sources=("empatheticdialogues",)))
     output_dir: str = "checkpoints/emotion"
+    run_dir: str = "runs/emotion"  # metrics.jsonl
+    resume: bool = False  # a finished model in output_dir is kept as it is (training takes minutes, no checkpoints)
     use_situations: bool = True  # ED only: the situation text, labelled with its conversation's emotion
     max_train_examples: int | None = None
+    max_eval_examples: int | None = None  # a seeded subset of valid and test each (quick runs)
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -140,18 +143,22 @@ def train_emotion(config: EmotionTrainConfig, callbacks: Sequence = (), dataset=
     `dataset`: trajectories with the contract's columns (default: built from `config.data`).
     """
     from core.data import load_trajectories
-    from core.engine.callbacks import CallbackList
+    from core.engine.callbacks import CallbackList, MetricsLogger
 
-    callbacks = CallbackList(callbacks)
+    if config.resume and (Path(config.output_dir) / "metrics.json").is_file():
+        return Path(config.output_dir)
+    callbacks = CallbackList([MetricsLogger(config.run_dir), *callbacks])
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     data = dataset if dataset is not None else load_trajectories(config.data)
     splits = {name: labelled_texts(data[name], config.model.labels, config.use_situations)
               for name in ("train", "valid", "test")}
+    for name, limit in (("train", config.max_train_examples), ("valid", config.max_eval_examples),
+                        ("test", config.max_eval_examples)):
+        if limit is not None and len(splits[name][0]) > limit:
+            keep = sorted(rng.sample(range(len(splits[name][0])), limit))
+            splits[name] = tuple([column[i] for i in keep] for column in splits[name])
     texts, targets, _ = splits["train"]
-    if config.max_train_examples is not None and len(texts) > config.max_train_examples:
-        keep = sorted(rng.sample(range(len(texts)), config.max_train_examples))
-        texts, targets = [texts[i] for i in keep], [targets[i] for i in keep]
     if not texts:
         raise ValueError(f"no labelled {config.model.labels} texts in the training split of {config.data.sources}")
 
@@ -160,7 +167,6 @@ def train_emotion(config: EmotionTrainConfig, callbacks: Sequence = (), dataset=
     start = time.time()
     if frozen:
         cached = {name: model.features(split[0]) for name, split in splits.items()}
-        cached["train"] = model.features(texts)
         print(f"emotion: encoded {sum(len(c) for c in cached.values()):,} texts in {time.time() - start:.0f}s")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -61,11 +61,13 @@ def _load_tokenizer(config: EncoderConfig) -> PreTrainedTokenizerBase:
     if config.name_or_path != SCRATCH:
         source = minilm_dir() if config.name_or_path == MINILM else Path(config.name_or_path)
         return AutoTokenizer.from_pretrained(str(source))
-    if config.tokenizer is None:
-        return AutoTokenizer.from_pretrained(str(minilm_dir()))
-    from core.text import load_tokenizer
+    source = Path(config.tokenizer) if config.tokenizer else minilm_dir()
+    if (source / "vocab.bpe").is_file():  # GPT-2's raw BPE files
+        from core.text import load_tokenizer
 
-    return load_tokenizer(config.tokenizer)
+        return load_tokenizer(source)
+    # As saved: adding tokens here would change the vocabulary the saved embeddings were trained with.
+    return AutoTokenizer.from_pretrained(str(source))
 
 
 class TextEncoder(nn.Module):
@@ -129,7 +131,8 @@ class TextEncoder(nn.Module):
         ids = self.cls_ids + context
         return ids + reply_ids, [0] * len(ids) + [1] * len(reply_ids)
 
-    def batch(self, utterances: Sequence[Sequence[str]], replies: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def batch(self, utterances: Sequence[Sequence[str]],
+              replies: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Padded input ids, token types (0 context, 1 reply) and attention mask for a batch of inputs."""
         ids = self._ids([t for u in utterances for t in u] + list(replies or []))
         rows = [self._assemble([ids[t] for t in u], None if replies is None else ids[replies[i]])
