@@ -33,7 +33,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 chat_model, chat_missing = chat.build(store, settings, safety_notice())
             with gr.Tab("Compare", id="compare"):
-                compare.build(store, settings)
+                compare_parts = compare.build(store, settings)
             if settings.training_enabled:
                 from demo import train  # only a server that offers training needs the engine
 
@@ -45,10 +45,10 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 results_parts = results.build(settings)
 
         def on_load(current):
-            return (*chat.refresh_models(store, current), *review.on_load(settings),
-                    *results.read_results(settings.results_dir))
+            return (*chat.refresh_models(store, current), *compare.on_load(store, settings),
+                    *review.on_load(settings), *results.read_results(settings.results_dir))
 
-        app.load(on_load, [chat_model], [chat_model, chat_missing, *review_parts, *results_parts],
+        app.load(on_load, [chat_model], [chat_model, chat_missing, *compare_parts, *review_parts, *results_parts],
                  api_visibility="private")
     app.settings, app.store = settings, store  # for launch() and tests
     return app

@@ -153,8 +153,15 @@ def win_rates(path: Path) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows, key=lambda r: (-r[3], -r[1])), columns=columns)
 
 
-def build(store: ModelStore, settings: Settings) -> None:
+def on_load(store: ModelStore, settings: Settings) -> tuple[str, pd.DataFrame]:
+    """What the tab shows when a page opens: what is missing, and the win rates of every vote so far."""
+    return store.missing(), win_rates(settings.votes_path)
+
+
+def build(store: ModelStore, settings: Settings) -> tuple[gr.Markdown, gr.Dataframe]:
+    """Lay out the tab; returns the parts a page load refreshes (see `on_load`)."""
     gr.Markdown("One prompt, optionally with the conversation before it, goes to every model; pick the best reply.")
+    missing = gr.Markdown(store.missing())
     with gr.Row():
         history = gr.Textbox(label="History (optional)", info="One utterance per line, oldest first; the last "
                              "line is the bot's.", lines=3, scale=2, elem_id="compare-history")
@@ -181,3 +188,4 @@ def build(store: ModelStore, settings: Settings) -> None:
     go.click(partial(compare, store, settings), [history, prompt, temperature, top_p, max_new, seed, greedy],
              [table, best, status, record], api_name="compare", concurrency_limit=settings.concurrency)
     save.click(partial(vote, settings), [best, record], [vote_status, rates], api_name="vote")
+    return missing, rates

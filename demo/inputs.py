@@ -36,6 +36,15 @@ def clean_text(value: Any, max_chars: int) -> CleanText:
     return CleanText(kept, notes)
 
 
+def clamp(value: Any, default: float, low: float, high: float) -> float:
+    """A number from a form or API call, held to [low, high]; `default` when it is not a number (or NaN)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return min(max(value, low), high) if value == value else default
+
+
 def message_text(content: Any) -> str:
     """The text of a chat message's content: a string, or Gradio 6's list of blocks ({"type": "text", ...})."""
     if isinstance(content, str):

@@ -19,8 +19,9 @@ from demo.settings import Settings
 
 DEFAULT_ALGORITHM = "empathygail"
 DISCRIMINATOR_DIR = "discriminator"
-HOW_TO_MAKE = ("Train one with `python -m core train mle`, then `python -m core train empathygail --config "
-               "configs/empathygail.yaml` (see README), or start a short run in the Train tab, then reload this page.")
+HOW_TO_MAKE = ("Train one with `python -m core train mle`, then `python -m core train empathygail` (see README), "
+               "and reload this page.")
+HOW_TO_MAKE_HERE = "Or start a short run in the Train tab: its model appears here when it is done."
 EMOTION_HOW = "train it with `python -m core train emotion`"
 
 
@@ -70,7 +71,8 @@ class ModelStore:
         if self.labels():
             return ""
         dirs = " or ".join(f"`{d}`" for d in self.settings.model_dirs)
-        return f"**No model found.** No checkpoint (a folder with `model_card.json`) in {dirs}. {HOW_TO_MAKE}"
+        here = f" {HOW_TO_MAKE_HERE}" if self.settings.training_enabled else ""
+        return f"**No model found.** No checkpoint (a folder with `model_card.json`) in {dirs}. {HOW_TO_MAKE}{here}"
 
     def card(self, label: str) -> ModelCard:
         cards = self.cards()
@@ -97,11 +99,6 @@ class ModelStore:
         """One request per model at a time, so that a seed gives the same reply whatever else is running."""
         with self._guard:
             return self._locks.setdefault(self.card(label).path, threading.Lock())
-
-    def forget(self) -> None:
-        with self._guard:
-            self._loaded.clear()
-            self._extras.clear()
 
     def read_emotions(self, texts: list[str]) -> list[dict[str, float]]:
         """The emotion classifier's distribution over its labels for each text."""

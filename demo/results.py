@@ -34,7 +34,7 @@ def read_results(results_dir: Path) -> tuple[str, list[tuple[str, str]], str]:
 def build(settings: Settings) -> tuple[gr.Markdown, gr.Gallery, gr.Markdown]:
     gr.Markdown(f"Evaluation on the held-out test conversations, from `{settings.results_dir}`.")
     table = gr.Markdown(elem_id="results-table")
-    plots = gr.Gallery(label="Plots", columns=2, height="auto", object_fit="contain", elem_id="results-plots")
+    plots = gr.Gallery(label="Plots", columns=2, height=440, object_fit="contain", elem_id="results-plots")
     with gr.Accordion("Example replies", open=False):
         examples = gr.Markdown()
     return table, plots, examples

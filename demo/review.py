@@ -95,7 +95,7 @@ def export(settings: Settings, emotion: Any = ALL, source: Any = ALL, bucket: An
         rows.to_csv(path, index=False)
     except OSError as error:
         return None, f"⚠️ Could not write {path}: {error.strerror or error}"
-    return str(path), f"Exported {len(rows):,} rows."
+    return str(path), f"Exported {len(rows):,} row{'' if len(rows) == 1 else 's'}."
 
 
 def filters(settings: Settings) -> tuple[dict, dict, dict]:

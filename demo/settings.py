@@ -19,7 +19,8 @@ class Settings:
     checkpoints_dir: Path | None = None  # shipped models; None: core.paths.checkpoints_dir()
     data_dir: Path | None = None  # datasets for training runs; None: core.paths.data_dir()
     results_dir: Path | None = None  # what `python -m core evaluate` wrote; None: $EMPATHYGAIL_RESULTS or results/
-    work_dir: Path | None = None  # the app's own files (trained models, votes, exports); None: $EMPATHYGAIL_APP_DIR or runs/app
+    work_dir: Path | None = None  # the app's own files (models it trained, votes, exports); None: $EMPATHYGAIL_APP_DIR
+    # or runs/app
     host: str | None = None  # None: Gradio's own default ($GRADIO_SERVER_NAME, else 127.0.0.1), as Spaces expects
     port: int | None = None  # None: $GRADIO_SERVER_PORT, else the first free port from 7860
     training_enabled: bool = True  # $EMPATHYGAIL_TRAINING=0 hides the Train tab (public hosting)
@@ -60,8 +61,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, **values) -> Settings:
-        """Settings from the environment, then the given values (None means: not given)."""
-        training = os.environ.get(TRAINING_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+        """Settings from the environment, then the given values (None means: not given). A Hugging Face Space
+        ($SPACE_ID set) is public, so training is off there unless $EMPATHYGAIL_TRAINING turns it on."""
+        default = "0" if os.environ.get("SPACE_ID") else "1"
+        training = os.environ.get(TRAINING_ENV, default).strip().lower() not in {"0", "false", "no", "off"}
         return cls(**{"training_enabled": training, **{k: v for k, v in values.items() if v is not None}})
 
 

@@ -1,7 +1,8 @@
 """Train tab: a short MLE, TextGAIL or EmpathyGAIL run in the background, with live curves and a stop button.
 
-The run starts from a model the app already serves, uses a preset from configs/ with the visitor's few
-hyperparameters on top, and is capped in steps, data and batch size (Settings). The exported model lands in the
+The run starts from a model the app already serves and is configured as `python -m core train` configures it (the
+recipe's configs/<algorithm>.yaml, an optional size preset), with the visitor's few hyperparameters on top,
+capped in steps, data and batch size (Settings). The exported model lands in the
 app's models folder, so Chat and Compare list it as soon as it is written.
 """
 
@@ -10,8 +11,8 @@ from __future__ import annotations
 import html
 import json
 import time
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ import pandas as pd
 
 from demo import jobs
 from demo.chat import refresh_models
+from demo.inputs import clamp
 from demo.models import ModelStore, NotAvailable, optional
 from demo.settings import Settings
 
 ALGORITHMS = ["mle", "textgail", "empathygail"]
+LEARNING_RATES = {"mle": 1e-4, "textgail": 1e-5, "empathygail": 1e-5}  # the recipes' own (configs/*.yaml)
 NO_PRESET = "none"  # configs/<algorithm>.yaml as it is
 VALID_ROWS = 64  # validation rows a capped run reads
 # (plot title, metric names in order of preference: the first one a run logs is drawn)
@@ -57,14 +60,6 @@ def presets() -> list[str]:
         return [NO_PRESET]
 
 
-def _number(value: Any, default: float, low: float, high: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return default
-    return min(max(value, low), high) if value == value else default
-
-
 def parse_request(settings: Settings, algorithm: Any, preset: Any, base: Any, steps: Any, lr: Any, batch_size: Any,
                   kl_coef: Any, d_pretrain_steps: Any, seed: Any) -> Request:
     """Validate and cap what the form sent; raises ValueError with a message for the visitor."""
@@ -73,11 +68,11 @@ def parse_request(settings: Settings, algorithm: Any, preset: Any, base: Any, st
     if preset not in presets():
         raise ValueError(f"unknown preset {str(preset)[:40]!r}; choose one of {', '.join(presets())}")
     return Request(algorithm=algorithm, preset=preset, base=str(base or ""),
-                   steps=int(_number(steps, 10, 1, settings.max_train_steps)),
-                   lr=_number(lr, 1e-5, 1e-7, 1e-2), batch_size=int(_number(batch_size, 8, 2, settings.max_batch_size)),
-                   kl_coef=_number(kl_coef, 0.05, 0.0, 1.0),
-                   d_pretrain_steps=int(_number(d_pretrain_steps, 0, 0, settings.max_train_steps)),
-                   seed=int(_number(seed, 0, 0, 2**31 - 1)))
+                   steps=int(clamp(steps, 10, 1, settings.max_train_steps)),
+                   lr=clamp(lr, 1e-5, 1e-7, 1e-2), batch_size=int(clamp(batch_size, 8, 2, settings.max_batch_size)),
+                   kl_coef=clamp(kl_coef, 0.05, 0.0, 1.0),
+                   d_pretrain_steps=int(clamp(d_pretrain_steps, 0, 0, settings.max_train_steps)),
+                   seed=int(clamp(seed, 0, 0, 2**31 - 1)))
 
 
 def _context_size(model_dir: Path) -> int:
@@ -139,6 +134,9 @@ def start(runner: jobs.JobRunner, store: ModelStore, settings: Settings, algorit
     """Check the request and start the run; returns a message for the visitor (never raises)."""
     if not settings.training_enabled:
         return "Training is switched off on this server."
+    if not store.labels():
+        return ("⚠️ A run starts from a model the app serves, and there is none yet: train one with "
+                "`python -m core train mle` (see README), then reload this page.")
     try:
         request = parse_request(settings, algorithm, preset, base, steps, lr, batch_size, kl_coef, d_pretrain_steps,
                                 seed)
@@ -212,7 +210,6 @@ def poll(runner: jobs.JobRunner, store: ModelStore, seen: Any, shown: Any, curre
     plots = curves(job.metrics) if key != shown else [gr.skip()] * len(PLOTS)
     finished = job.model_dir if job.state in (jobs.FINISHED, jobs.STOPPED) else ""
     if finished and finished != seen:
-        store.forget()
         model_update, missing = refresh_models(store, current_model)
     else:
         model_update, missing = gr.skip(), gr.skip()
@@ -235,7 +232,7 @@ def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_m
     with gr.Row():
         steps = gr.Slider(1, settings.max_train_steps, value=min(20, settings.max_train_steps), step=1,
                           label="Steps", elem_id="train-steps")
-        lr = gr.Number(1e-4, label="Learning rate", minimum=1e-7, maximum=1e-2)
+        lr = gr.Number(LEARNING_RATES["mle"], label="Learning rate", minimum=1e-7, maximum=1e-2)
         batch = gr.Slider(2, settings.max_batch_size, value=min(8, settings.max_batch_size), step=1,
                           label="Batch size (GAIL: samples per rollout)")
     with gr.Row():
@@ -255,6 +252,7 @@ def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_m
     seen, shown = gr.State(""), gr.State("")
     timer = gr.Timer(1.0)
 
+    algorithm.change(lambda a: LEARNING_RATES.get(a, gr.skip()), [algorithm], [lr], api_visibility="private")
     form = [algorithm, preset, base, steps, lr, batch, kl, d_pre, seed]
     go.click(partial(start, runner, store, settings), form, [message], api_name="train",
              concurrency_limit=None)

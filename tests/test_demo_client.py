@@ -46,8 +46,11 @@ def test_chat_streams(served):
     assert len(job.outputs()) >= 2 and final[1][-1]["role"] == "assistant"
 
 
-@pytest.mark.parametrize("message", ["", "   ", "\x00\x1b[31m\x7f", "\u202e\u200b\ufeff", "😢" * 300,
-                                     "a" * 100_000, "Ω≈ç√∫˜µ≤≥÷ 田中さん ﷽ \U0001f469\u200d\U0001f469\u200d\U0001f466"])
+ODD = "Ω≈ç√∫˜µ≤≥÷ 田中さん ﷽ \U0001f469\u200d\U0001f469\u200d\U0001f466"  # symbols, CJK, a ligature, a ZWJ family
+
+
+@pytest.mark.parametrize("message", ["", "   ", "\x00\x1b[31m\x7f", "\u202e\u200b\ufeff", "😢" * 300, "a" * 100_000,
+                                     ODD])
 def test_hostile_messages_get_an_answer_not_a_crash(served, message):
     client, settings = served
     box, history, _, status = chat(client, message)
@@ -101,6 +104,9 @@ def test_review_and_training_status(served):
     client, _ = served
     rows, note = client.predict(emotion="joyful", source="all", bucket="all", search="", api_name="/review")
     assert len(rows["data"]) == 1 and "1 of 3" in note
+    path, message = client.predict(emotion="all", source="dailydialog", bucket="all", search="",
+                                   api_name="/export_review")
+    assert "Exported 1 row." in message and "I got a new puppy." in open(path).read()
     status = client.predict(current_model="EmpathyGAIL", api_name="/training_status")
     assert "No run yet" in status[0]
     message = client.predict(algorithm="mle", preset="none", base="MLE", steps=2, lr=1e-4, batch_size=4,

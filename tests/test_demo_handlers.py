@@ -6,6 +6,7 @@ import csv
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -45,11 +46,30 @@ def last(updates):
 def test_settings_from_environment_and_arguments(monkeypatch, tmp_path):
     monkeypatch.setenv("EMPATHYGAIL_TRAINING", "0")
     assert Settings.from_env().training_enabled is False
+    monkeypatch.delenv("EMPATHYGAIL_TRAINING")
+    monkeypatch.setenv("SPACE_ID", "someone/empathygail")  # a public Space: no training unless asked for
+    assert Settings.from_env().training_enabled is False
+    monkeypatch.delenv("SPACE_ID")
     monkeypatch.setenv("EMPATHYGAIL_TRAINING", "1")
     parsed = settings_from_args(["--checkpoints-dir", str(tmp_path), "--port", "7999", "--no-training"])
     assert parsed.checkpoints_dir == tmp_path.resolve() and parsed.port == 7999 and not parsed.training_enabled
     with pytest.raises(ValueError, match="max_train_steps"):
         Settings(max_train_steps=0)
+
+
+def test_app_builds_with_nothing_to_serve_and_training_off(tmp_path):
+    import gradio as gr
+
+    from demo.app import build_app
+
+    settings = Settings(checkpoints_dir=tmp_path / "none", results_dir=tmp_path / "none", work_dir=tmp_path / "w",
+                        training_enabled=False)
+    app = build_app(settings)
+    tabs = [b.label for b in app.blocks.values() if isinstance(b, gr.Tab)]
+    endpoints = {f.api_name for f in app.fns.values()}
+    assert tabs == ["Chat", "Compare", "Review", "Results"]
+    assert {"respond", "compare", "vote", "review"} <= endpoints and "train" not in endpoints
+    assert "No model found" in ModelStore(settings).missing() and "Train tab" not in ModelStore(settings).missing()
 
 
 def test_help_lists_the_options():
@@ -149,6 +169,14 @@ def test_chat_survives_malformed_history(store, settings, history):
     assert out[-1]["role"] == "assistant" and out[-2] == {"role": "user", "content": "hello"}
 
 
+def test_chat_bounds_a_huge_history(store, settings):
+    huge = [{"role": ("user", "assistant")[i % 2], "content": f"{i} " + "long words " * 200} for i in range(2000)]
+    started = time.perf_counter()
+    (_, history, emotion, status), _ = last(chat.respond(store, settings, "hello", huge, "MLE"))
+    assert len(history) == 2002 and history[-1]["role"] == "assistant" and emotion
+    assert status.count("→") == chat.EMOTION_TRAIL - 1 and time.perf_counter() - started < 20
+
+
 def test_chat_crisis_message_gets_the_fixed_reply(store, settings):
     from core.safety import CRISIS_REPLY
 
@@ -156,7 +184,7 @@ def test_chat_crisis_message_gets_the_fixed_reply(store, settings):
     assert history[-1]["content"] == chat.CRISIS_BANNER + CRISIS_REPLY
     assert "crisis" in status and "not the model's" in status
     # The banner is for people; the model reads the support text itself.
-    assert chat.utterances(history)[-1] == CRISIS_REPLY
+    assert chat.utterances(history, 10_000)[-1] == CRISIS_REPLY
 
 
 def test_decoding_values_are_clamped():
@@ -299,7 +327,8 @@ def test_training_request_without_data_is_refused(store, settings):
 
 
 def test_gail_request_is_capped(store, settings):
-    request = train.parse_request(settings, *form(algorithm="empathygail", steps=10_000, batch_size=999, lr="x", kl_coef=-3))
+    request = train.parse_request(settings, *form(algorithm="empathygail", steps=10_000, batch_size=999, lr="x",
+                                                  kl_coef=-3))
     assert (request.steps, request.batch_size, request.lr, request.kl_coef) == (200, 16, 1e-5, 0.0)
     _, config = train.build_config(settings, request, Path(store.card("MLE").path), "run")
     assert config.steps == 200 and config.buffer_size == 32 and config.algorithm == "empathygail"
