@@ -1,6 +1,10 @@
 """GAIL end to end on tiny models: the toy imitation task, D pre-training, exact resume, the NaN guard, export."""
 
 import json
+import os
+import shutil
+import socket
+import subprocess
 
 import pytest
 import torch
@@ -17,6 +21,7 @@ from core.models.discriminator import DiscriminatorConfig
 from core.models.emotion import EmotionClassifier, EmotionConfig
 from core.models.encoder import EncoderConfig
 from core.models.generator import Decoding, generate, load_generator, response_logprobs
+from core.paths import REPO_ROOT
 from core.registry import ModelCard, load_responder
 from core.text import collate, encode_batch, load_tokenizer
 from engine_fixtures import EXCHANGES, tiny_generator, toy_tokenizer
@@ -201,3 +206,58 @@ def test_configs_load_and_bad_values_are_named(tmp_path):
         train_gail(GAILConfig(init_from=str(tmp_path / "none"), run_dir=str(tmp_path / "run"), emotion_shaping=False,
                               discriminator=DiscriminatorConfig()), dataset=DatasetDict(
             {s: Dataset.from_list(_rows(s, 1)) for s in ("train", "valid", "test")}))
+
+
+DDP_SCRIPT = """
+import hashlib, json, sys
+from pathlib import Path
+from accelerate import PartialState
+from datasets import load_from_disk
+import core.engine.gail as gail
+from core.models.discriminator import DiscriminatorConfig
+from core.models.encoder import EncoderConfig
+from core.models.generator import Decoding
+
+tmp = Path(sys.argv[1])
+built = []
+load, make_d = gail.load_generator, gail.Discriminator
+gail.load_generator = lambda *args, **kwargs: built.append(load(*args, **kwargs)) or built[-1]
+gail.Discriminator = lambda *args, **kwargs: built.append(make_d(*args, **kwargs)) or built[-1]
+encoder = EncoderConfig(name_or_path="scratch", tokenizer=str(tmp / "init"), n_layer=1, n_embd=32, n_head=2,
+                        max_length=64, dropout=0.0)
+config = gail.GAILConfig(name="ddp", init_from=str(tmp / "init"), run_dir=str(tmp / "run"),
+                         output_dir=str(tmp / "out"), steps=2, sample_batch_size=8, buffer_size=16, minibatch_size=8,
+                         d_batch_size=8, d_pretrain_steps=2, warmup_steps=0, lr_generator=1e-3, lr_discriminator=1e-3,
+                         eval_every=3, eval_samples=8, decoding=Decoding(max_new_tokens=8), checkpoint_every=3,
+                         emotion_shaping=False, emotion_model=None, discriminator=DiscriminatorConfig(encoder=encoder))
+out = gail.train_gail(config, dataset=load_from_disk(str(tmp / "data")))
+state = PartialState()
+digests = [hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest() for m in built]
+(tmp / f"rank{state.process_index}.json").write_text(json.dumps(
+    {"digests": digests, "world": state.num_processes, "output": str(out)}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="the accelerate CLI is not installed")
+def test_two_cpu_processes_run_gail_in_step(tmp_path, init_dir, toy_data):
+    shutil.copytree(init_dir, tmp_path / "init")
+    toy_data.save_to_disk(str(tmp_path / "data"))
+    (tmp_path / "train.py").write_text(DDP_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+               str(tmp_path / "train.py"), str(tmp_path)]
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world"] for r in reports] == [2, 2]
+    # One generator and one discriminator in two processes: their gradients were averaged.
+    assert len(reports[0]["digests"]) == 2 and reports[0]["digests"] == reports[1]["digests"]
+    card = ModelCard.load(reports[0]["output"])
+    assert card.steps == 2 and card.hardware.endswith("x2")
+    assert (tmp_path / "out" / "discriminator" / "model.safetensors").is_file()
