@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from functools import partial
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import gradio as gr

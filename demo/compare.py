@@ -58,7 +58,7 @@ def compare(store: ModelStore, settings: Settings, history_text: Any, prompt: An
     except NotAvailable as error:
         return empty, gr.update(choices=[], value=None), f"⚠️ {error}", {}
     decoding = decoding_from(temperature, top_p, max_new_tokens, seed, greedy)
-    replies, failures, kinds = {}, [], set()
+    replies, failures, kinds, guarded = {}, [], set(), []
     for label in labels:
         try:
             responder = store.responder(label)
@@ -70,6 +70,8 @@ def compare(store: ModelStore, settings: Settings, history_text: Any, prompt: An
             continue
         replies[label] = reply.text
         kinds.add(reply.kind)
+        if reply.kind == "guarded":
+            guarded.append(f"{label} ({reply.reason})")
     if not replies:
         return empty, gr.update(choices=[], value=None), "⚠️ No model could reply. " + "; ".join(failures), {}
 
@@ -79,6 +81,8 @@ def compare(store: ModelStore, settings: Settings, history_text: Any, prompt: An
     table["words"] = [len(r.split()) for r in replies.values()]
     if "crisis" in kinds:
         notes.append("the prompt may be about a crisis, so every model gives the fixed support message")
+    if guarded:
+        notes.append("replaced by a safe reply: " + ", ".join(guarded))
     if failures:
         notes.append("could not reply: " + "; ".join(failures))
     status = " ".join(n[0].upper() + n[1:] + "." for n in notes)

@@ -143,9 +143,9 @@ def start(runner: jobs.JobRunner, store: ModelStore, settings: Settings, algorit
         base_dir = Path(store.card(request.base).path)
     except (ValueError, NotAvailable) as error:
         return f"⚠️ {error}"
-    if not settings.data_dir.is_dir() or not any(settings.data_dir.iterdir()):
-        return (f"⚠️ No training data: {settings.data_dir} does not exist or is empty. Start the app with "
-                f"`--data-dir` pointing at the datasets (see README, Data).")
+    if not _has_files(settings.data_dir):
+        return (f"⚠️ No training data: {settings.data_dir} does not exist, is empty or cannot be read. Start the "
+                f"app with `--data-dir` pointing at the datasets (see README, Data).")
     name = f"{request.algorithm}-app-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         train, config = build_config(settings, request, base_dir, name)
@@ -164,6 +164,13 @@ def start(runner: jobs.JobRunner, store: ModelStore, settings: Settings, algorit
     except jobs.Busy as error:
         return f"⚠️ {error}."
     return f"Started **{name}**: {request.algorithm} from `{request.base}`, {request.steps} steps."
+
+
+def _has_files(directory: Path) -> bool:
+    try:
+        return directory.is_dir() and any(directory.iterdir())
+    except OSError:
+        return False
 
 
 def stop_run(runner: jobs.JobRunner) -> str:
@@ -254,10 +261,8 @@ def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_m
 
     algorithm.change(lambda a: LEARNING_RATES.get(a, gr.skip()), [algorithm], [lr], api_visibility="private")
     form = [algorithm, preset, base, steps, lr, batch, kl, d_pre, seed]
-    go.click(partial(start, runner, store, settings), form, [message], api_name="train",
-             concurrency_limit=None)
-    stop.click(partial(stop_run, runner), None,
-               [message], api_name="stop_training", concurrency_limit=None)
+    go.click(partial(start, runner, store, settings), form, [message], api_name="train", concurrency_limit=None)
+    stop.click(partial(stop_run, runner), None, [message], api_name="stop_training", concurrency_limit=None)
     timer.tick(partial(poll, runner, store), [seen, shown, chat_model],
                [progress, *plots, events, go, stop, seen, shown, chat_model, chat_missing],
                api_name="training_status", concurrency_limit=None, show_progress="hidden")

@@ -336,12 +336,28 @@ def test_gail_request_is_capped(store, settings):
     assert config.emotion_model == str(settings.emotion_dir)
 
 
-def test_a_tiny_mle_run_finishes_and_its_model_can_chat(world, tmp_path, monkeypatch):
+@pytest.fixture
+def with_data(world, tmp_path, monkeypatch):
     from tests.fixtures_data import write_data_dir
 
     monkeypatch.setenv("EMPATHYGAIL_CACHE", str(tmp_path / "cache"))
-    settings = Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"],
-                        work_dir=tmp_path / "work", data_dir=write_data_dir(tmp_path / "data"), stream_delay_s=0.0)
+    return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=tmp_path / "work",
+                    data_dir=write_data_dir(tmp_path / "data"), stream_delay_s=0.0)
+
+
+def test_a_stopped_run_still_saves_its_model(with_data):
+    store, runner = ModelStore(with_data), jobs.JobRunner()
+    assert "Started" in train.start(runner, store, with_data, *form(steps=200))
+    while not runner.snapshot().metrics and runner.snapshot().active:
+        time.sleep(0.05)
+    assert "Stopping" in train.stop_run(runner)
+    job = runner.wait(120)
+    assert job.state == jobs.STOPPED, job.error
+    assert job.step < 200 and job.name in store.labels() and store.card(job.name).steps == job.step
+
+
+def test_a_tiny_mle_run_finishes_and_its_model_can_chat(with_data):
+    settings = with_data
     store, runner = ModelStore(settings), jobs.JobRunner()
     assert "Started" in train.start(runner, store, settings, *form())
     assert "already going" in train.start(runner, store, settings, *form())
