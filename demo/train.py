@@ -48,8 +48,8 @@ class Request:
 
 
 def recipes():
-    """The training recipes of `python -m core train`, which the app runs the same way."""
-    return optional("core.cli.train", "training recipes", "build_config", "recipe", "presets")
+    """The training recipes (core.engine.recipes), which the app runs as `python -m core train` does."""
+    return optional("core.engine.recipes", "training recipes", "build_config", "recipe", "presets")
 
 
 def presets() -> list[str]:
