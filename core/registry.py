@@ -157,3 +157,17 @@ def list_models(*directories: str | Path) -> list[ModelCard]:
                 except ValueError:
                     continue  # a broken card is reported when that model is loaded, not while listing
     return cards
+
+
+def find_model(name_or_path: str | Path, *directories: str | Path) -> Path:
+    """A model directory given by path, or by the name on its card among the models in `directories`."""
+    path = Path(name_or_path)
+    if (path / CARD_FILE).is_file():
+        return path.resolve()
+    cards = list_models(*directories)
+    for card in cards:
+        if card.name == str(name_or_path) or Path(card.path).name == str(name_or_path):
+            return Path(card.path)
+    known = ", ".join(c.name for c in cards) or "none"
+    raise FileNotFoundError(f"no model {str(name_or_path)!r}: not a model directory, and not among the models in "
+                            f"{', '.join(map(str, directories))} (found: {known})")

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from dataclasses import replace
-from pathlib import Path
-
-from core.config import load_config
-from core.scoring.evaluate import EvalConfig, evaluate, resolve_device
-from core.scoring.report import write_report
 
 
 def add_parser(subparsers) -> None:
@@ -50,12 +44,16 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
+def config_from_args(args: argparse.Namespace):
     """Defaults, then --config, then --set, then the flags given."""
+    from core.config import load_config
+    from core.scoring.evaluate import EvalConfig
+
     config = load_config(EvalConfig, args.config, args.set)
     flags = {"models": args.models, "checkpoints_dir": args.checkpoints_dir, "data_dir": args.data_dir,
              "split": args.split, "sources": args.sources, "seeds": args.seeds, "max_examples": args.max_examples,
-             "batch_size": args.batch_size, "out": args.out, "device": args.device, "encoder": args.encoder}
+             "batch_size": args.batch_size, "out": args.out, "device": args.device, "encoder": args.encoder,
+             "emotion_model": args.emotion_model, "discriminator": args.discriminator}
     config = replace(config, **{k: v for k, v in flags.items() if v is not None})
     if args.rescore:
         config = replace(config, rescore=True)
@@ -66,29 +64,12 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     return config
 
 
-def _load(module: str, cls: str, path: str, what: str, device: str):
-    """A model class from a module others write, with a clear error while it is missing."""
-    try:
-        loaded = getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot load the {what} from {path}: {module}.{cls} is not available ({error})") from error
-    return loaded.from_pretrained(path, device=device)
-
-
 def run(args: argparse.Namespace) -> int:
+    from core.scoring.evaluate import evaluate
+    from core.scoring.report import write_report
+
     config = config_from_args(args)
-    device = resolve_device(config.device)
-    emotion = labels = discriminator = None
-    if args.emotion_model:
-        classifier = _load("core.models.emotion", "EmotionClassifier", args.emotion_model, "emotion classifier",
-                           device)
-        emotion, labels = classifier.predict, getattr(classifier, "labels", None)
-    if args.discriminator:
-        folder = Path(args.discriminator)
-        folder = folder / "discriminator" if (folder / "discriminator").is_dir() else folder
-        discriminator = _load("core.models.discriminator", "Discriminator", str(folder), "discriminator", device).score
-    results = evaluate(config, emotion=emotion, emotion_labels=labels, discriminator=discriminator)
-    files = write_report(results, config.out, n_examples=args.examples)
+    files = write_report(evaluate(config), config.out, n_examples=args.examples)
     for path in files.values():
         print(f"wrote {path}")
     return 0

@@ -29,6 +29,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.engine.mle import training_texts
     from core.text import load_tokenizer, train_tokenizer
 
     started = time.time()
@@ -49,14 +50,3 @@ def run(args: argparse.Namespace) -> int:
     tokenizer.save_pretrained(out)
     print(f"tokenizer ({len(tokenizer):,} tokens, {what}) saved to {out} in {time.time() - started:.1f} s")
     return 0
-
-
-def training_texts(data_dir: str | None = None, sources: str | None = None, cache_dir: str | None = None) -> list[str]:
-    """Every utterance of the training split, once per conversation (quotes, reframes included)."""
-    from core.config import load_config
-    from core.data import DataConfig, load_trajectories
-    from core.engine.mle import documents
-
-    overrides = [f"{k}={v}" for k, v in (("data_dir", data_dir), ("sources", sources), ("cache_dir", cache_dir)) if v]
-    train = load_trajectories(load_config(DataConfig, None, overrides))["train"]
-    return [utterance for doc in documents(train) for utterance in doc]

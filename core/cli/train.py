@@ -1,5 +1,8 @@
 """`python -m core train <recipe> [--config FILE] [--preset NAME] [--resume] [--run-dir DIR] [key=value ...]`.
 
+`python -m core train all --preset NAME [--stages a,b] [key=value ...]` runs the whole pipeline in order
+(tokenizer, pretrain, mle, emotion, rl_seq2seq, textgail, empathygail, evaluate), resuming what is done.
+
 A run's settings are, in order of precedence: the `key=value` overrides (dotted for nesting, e.g.
 `generator.n_layer=4`), `--run-dir`/`--resume`, the preset's section for the recipe
 (configs/presets/<NAME>.yaml), the config file (default configs/<recipe>.yaml), the config class's defaults.
@@ -8,34 +11,16 @@ A run's settings are, in order of precedence: the `key=value` overrides (dotted 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from pathlib import Path
-from typing import Any
 
-import yaml
-
+from core.engine.recipes import PRESETS_DIR, RECIPES, build_config, presets, recipe
 from core.paths import REPO_ROOT
-
-CONFIGS_DIR = REPO_ROOT / "configs"
-PRESETS_DIR = CONFIGS_DIR / "presets"
-
-# name -> (module, config class, train function). Every train function takes (config, callbacks=()) and returns
-# the exported model directory; every config has `run_dir` and `resume`. Adding a recipe is one line here.
-RECIPES: dict[str, tuple[str, str, str]] = {
-    "pretrain": ("core.engine.mle", "MLEConfig", "train_pretrain"),
-    "mle": ("core.engine.mle", "MLEConfig", "train_mle"),
-    "emotion": ("core.models.emotion", "EmotionTrainConfig", "train_emotion"),
-    "rl_seq2seq": ("core.engine.rl_seq2seq", "RLSeq2SeqConfig", "train_rl_seq2seq"),
-    "textgail": ("core.engine.gail", "GAILConfig", "train_gail"),
-    "empathygail": ("core.engine.gail", "GAILConfig", "train_gail"),
-}
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a model: " + ", ".join(RECIPES), description=__doc__,
+    parser = subparsers.add_parser("train", help="train a model: " + ", ".join([*RECIPES, "all"]), description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", choices=sorted(RECIPES))
+    parser.add_argument("recipe", choices=[*sorted(RECIPES), "all"])
     # Everything after the recipe is parsed by `options_parser`, which lets key=value pairs and options mix freely
     # (one argparse pass would stop collecting key=value pairs at the first option).
     parser.add_argument("options", nargs=argparse.REMAINDER,
@@ -51,55 +36,10 @@ def options_parser(recipe_name: str) -> argparse.ArgumentParser:
                                          f"{', '.join(presets()) or 'none yet'}")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run_dir")
     parser.add_argument("--run-dir", help="where checkpoints and metrics.jsonl go")
+    if recipe_name == "all":
+        parser.add_argument("--stages", help="comma-separated stages to run (default: all, in order)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config fields, e.g. lr=1e-4")
     return parser
-
-
-def presets() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-
-
-def recipe(name: str) -> tuple[type, Any]:
-    """The config class and train function of a recipe."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
-    module, config_class, function = RECIPES[name]
-    loaded = importlib.import_module(module)
-    return getattr(loaded, config_class), getattr(loaded, function)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a mapping of config fields")
-    return values
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`extra` over `base`, nested mappings merged key by key."""
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
-
-
-def build_config(name: str, config_file: str | Path | None = None, preset: str | None = None,
-                 overrides: list[str] | None = None):
-    """The recipe's config from its file, a preset and overrides (what `train` runs; the app uses it too)."""
-    from core.config import apply_overrides, from_dict
-
-    config_class, _ = recipe(name)
-    default = CONFIGS_DIR / f"{name}.yaml"
-    values = _read_yaml(Path(config_file)) if config_file else _read_yaml(default) if default.is_file() else {}
-    if preset:
-        preset_file = PRESETS_DIR / f"{preset}.yaml"
-        if not preset_file.is_file():
-            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(presets())}")
-        values = merge(values, _read_yaml(preset_file).get(name) or {})
-    return from_dict(config_class, apply_overrides(values, overrides))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +47,18 @@ def run(args: argparse.Namespace) -> int:
     from core.engine.checkpoint import CheckpointError
 
     options = options_parser(args.recipe).parse_intermixed_args(args.options)
+    if args.recipe == "all":
+        from core.engine.pipeline import STAGES, run_pipeline
+
+        if options.config or options.run_dir:
+            raise ValueError("train all takes --preset and key=value overrides; --config and --run-dir are per recipe")
+        stages = options.stages.split(",") if options.stages else STAGES
+        try:
+            run_pipeline(options.preset, stages, options.overrides)
+        except (NonFiniteLossError, CheckpointError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
     overrides = list(options.overrides)
     if options.run_dir:
         overrides.insert(0, f"run_dir={options.run_dir}")

@@ -26,7 +26,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from core.config import to_dict
+from core.config import load_config, to_dict
 from core.data import DataConfig, load_trajectories
 from core.engine.callbacks import Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -91,6 +91,13 @@ def documents(split: datasets.Dataset) -> list[list[str]]:
         if key not in latest or turn > latest[key][0]:
             latest[key] = (turn, [*history, prompt, *([response] if response != prompt else [])])
     return [utterances for _, utterances in latest.values()]
+
+
+def training_texts(data_dir: str | None = None, sources: str | None = None, cache_dir: str | None = None) -> list[str]:
+    """Every utterance of the training split, once per conversation (quotes, reframes included)."""
+    overrides = [f"{k}={v}" for k, v in (("data_dir", data_dir), ("sources", sources), ("cache_dir", cache_dir)) if v]
+    train = load_trajectories(load_config(DataConfig, None, overrides))["train"]
+    return [utterance for doc in documents(train) for utterance in doc]
 
 
 def pretrain_examples(tokenizer, split: datasets.Dataset, block: int, seed: int) -> list[Encoded]:

@@ -66,6 +66,8 @@ class EvalConfig:
     embedding: bool = True
     device: str = "auto"
     rescore: bool = False  # score <out>/generations.jsonl again instead of generating
+    emotion_model: str | None = None  # emotion classifier dir, for emotion accuracy
+    discriminator: str | None = None  # a discriminator dir, or a model dir with a discriminator/ subfolder
 
 
 @dataclass
@@ -96,6 +98,18 @@ def evaluate(config: EvalConfig, progress: Progress | None = None, data=None, em
     """
     out = Path(config.out)
     started = time.perf_counter()
+    device = resolve_device(config.device)
+    if emotion is None and config.emotion_model:
+        from core.models.emotion import EmotionClassifier
+
+        classifier = EmotionClassifier.from_pretrained(config.emotion_model, device=device)
+        emotion, emotion_labels = classifier.predict, classifier.labels
+    if discriminator is None and config.discriminator:
+        from core.models.discriminator import Discriminator
+
+        folder = Path(config.discriminator)
+        folder = folder / "discriminator" if (folder / "discriminator").is_dir() else folder
+        discriminator = Discriminator.from_pretrained(folder, device=device).score
     if config.rescore:
         records, meta = read_generations(out, config.models)
     else:

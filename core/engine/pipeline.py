@@ -1,0 +1,106 @@
+"""The whole pipeline in order, resuming whatever is already done: `python -m core train all --preset small`.
+
+tokenizer -> base LM pretraining -> GPT-2+MLE -> emotion model -> RL-Seq2Seq -> TextGAIL -> EmpathyGAIL -> evaluate.
+A stage whose model already carries a complete model card is skipped; one with checkpoints resumes from them.
+Each stage's settings are configs/<stage>.yaml with the preset's section merged over it; the preset's
+`pipeline:` section sets the tokenizer's size and the evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import from_dict
+from core.engine.recipes import PRESETS_DIR, build_config, read_yaml, recipe
+from core.registry import CARD_FILE, ModelCard
+
+TRAINING = ("pretrain", "mle", "emotion", "rl_seq2seq", "textgail", "empathygail")
+STAGES = ("tokenizer", *TRAINING, "evaluate")
+COMPARED = ("mle", "rl_seq2seq", "textgail", "empathygail")  # the models of the results table
+
+
+@dataclass
+class PipelineConfig:
+    vocab_size: int = 8192
+    evaluate: dict[str, Any] = field(default_factory=dict)  # EvalConfig fields (seeds, out, max_examples, ...)
+
+
+def pipeline_config(preset: str | None) -> PipelineConfig:
+    if not preset:
+        return PipelineConfig()
+    return from_dict(PipelineConfig, read_yaml(PRESETS_DIR / f"{preset}.yaml").get("pipeline") or {})
+
+
+def is_done(output_dir: str | Path) -> bool:
+    """A model that finished training: its card exists and does not say the run was stopped early."""
+    if not (Path(output_dir) / CARD_FILE).is_file():
+        return False
+    return ModelCard.load(output_dir).metrics.get("complete", True) is not False
+
+
+def run_pipeline(preset: str | None = None, stages: Sequence[str] = STAGES, overrides: Sequence[str] = (),
+                 log: Callable[[str], Any] = print) -> dict[str, Path]:
+    """Run the stages in order; `overrides` (key=value) apply to every training stage that has the field."""
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+    configs = {name: build_config(name, preset=preset, overrides=["resume=true", *_fitting(name, overrides)])
+               for name in TRAINING}
+    outputs = {name: Path(config.output_dir) for name, config in configs.items()}
+    settings = pipeline_config(preset)
+    for stage in [s for s in STAGES if s in stages]:
+        started = time.perf_counter()
+        if stage == "tokenizer":
+            outputs[stage] = _tokenizer(configs["pretrain"], settings, log)
+        elif stage == "evaluate":
+            outputs[stage] = _evaluate(configs, settings, log)
+        elif is_done(outputs[stage]):
+            log(f"[{stage}] done already: {outputs[stage]}")
+            continue
+        else:
+            log(f"[{stage}] training -> {outputs[stage]}")
+            _, train = recipe(stage)
+            outputs[stage] = Path(train(configs[stage]))
+        log(f"[{stage}] finished in {time.perf_counter() - started:.0f} s")
+    return outputs
+
+
+def _fitting(name: str, overrides: Sequence[str]) -> list[str]:
+    """The overrides whose top-level field the recipe's config has (e.g. data.data_dir for all but none else)."""
+    config_class, _ = recipe(name)
+    fields = config_class.__dataclass_fields__
+    return [item for item in overrides if item.split("=", 1)[0].split(".")[0] in fields]
+
+
+def _tokenizer(pretrain_config, settings: PipelineConfig, log) -> Path:
+    from core.engine.mle import training_texts
+    from core.text import train_tokenizer
+
+    out = Path(pretrain_config.tokenizer or "runs/tokenizer")
+    if (out / "tokenizer.json").is_file():
+        log(f"[tokenizer] done already: {out}")
+        return out
+    data = pretrain_config.data
+    texts = training_texts(data.data_dir, ",".join(data.sources), data.cache_dir)
+    train_tokenizer(texts, vocab_size=settings.vocab_size).save_pretrained(out)
+    log(f"[tokenizer] {settings.vocab_size} tokens trained on {len(texts):,} utterances -> {out}")
+    return out
+
+
+def _evaluate(configs: dict[str, Any], settings: PipelineConfig, log) -> Path:
+    from core.scoring.evaluate import EvalConfig, evaluate
+    from core.scoring.report import write_report
+
+    values = {"models": [configs[name].output_dir for name in COMPARED],
+              "emotion_model": configs["emotion"].output_dir,
+              # one fixed discriminator scores every model's replies (it was trained against EmpathyGAIL's)
+              "discriminator": configs["empathygail"].output_dir,
+              "data_dir": configs["mle"].data.data_dir, **settings.evaluate}
+    config = from_dict(EvalConfig, values)
+    files = write_report(evaluate(config), config.out)
+    log(f"[evaluate] wrote {', '.join(str(p) for p in files.values())}")
+    return Path(config.out)

@@ -1,0 +1,73 @@
+"""Training recipes: each name maps to its config class and train function, and configs are built from
+configs/<recipe>.yaml, a size preset (configs/presets/<NAME>.yaml) and key=value overrides."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.paths import REPO_ROOT
+
+CONFIGS_DIR = REPO_ROOT / "configs"
+PRESETS_DIR = CONFIGS_DIR / "presets"
+
+# name -> (module, config class, train function). Every train function takes (config, callbacks=()) and returns
+# the exported model directory; every config has `run_dir` and `resume`. Adding a recipe is one line here.
+RECIPES: dict[str, tuple[str, str, str]] = {
+    "pretrain": ("core.engine.mle", "MLEConfig", "train_pretrain"),
+    "mle": ("core.engine.mle", "MLEConfig", "train_mle"),
+    "emotion": ("core.models.emotion", "EmotionTrainConfig", "train_emotion"),
+    "rl_seq2seq": ("core.engine.rl_seq2seq", "RLSeq2SeqConfig", "train_rl_seq2seq"),
+    "textgail": ("core.engine.gail", "GAILConfig", "train_gail"),
+    "empathygail": ("core.engine.gail", "GAILConfig", "train_gail"),
+}
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def recipe(name: str) -> tuple[type, Any]:
+    """The config class and train function of a recipe."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    module, config_class, function = RECIPES[name]
+    loaded = importlib.import_module(module)
+    return getattr(loaded, config_class), getattr(loaded, function)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of config fields")
+    return values
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def build_config(name: str, config_file: str | Path | None = None, preset: str | None = None,
+                 overrides: list[str] | None = None):
+    """The recipe's config from its file, a preset and overrides (what `train` runs; the app uses it too)."""
+    from core.config import apply_overrides, from_dict
+
+    config_class, _ = recipe(name)
+    default = CONFIGS_DIR / f"{name}.yaml"
+    values = read_yaml(Path(config_file)) if config_file else read_yaml(default) if default.is_file() else {}
+    if preset:
+        preset_file = PRESETS_DIR / f"{preset}.yaml"
+        if not preset_file.is_file():
+            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(presets())}")
+        values = merge(values, read_yaml(preset_file).get(name) or {})
+    return from_dict(config_class, apply_overrides(values, overrides))
