@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import from_dict
-from core.engine.recipes import PRESETS_DIR, build_config, read_yaml, recipe
+from core.engine.recipes import build_config, preset_path, read_yaml, recipe
 from core.registry import CARD_FILE, ModelCard
 
 TRAINING = ("pretrain", "mle", "emotion", "rl_seq2seq", "textgail", "empathygail")
@@ -32,14 +32,15 @@ class PipelineConfig:
 def pipeline_config(preset: str | None) -> PipelineConfig:
     if not preset:
         return PipelineConfig()
-    return from_dict(PipelineConfig, read_yaml(PRESETS_DIR / f"{preset}.yaml").get("pipeline") or {})
+    return from_dict(PipelineConfig, read_yaml(preset_path(preset)).get("pipeline") or {})
 
 
 def is_done(output_dir: str | Path) -> bool:
-    """A model that finished training: its card exists and does not say the run was stopped early."""
-    if not (Path(output_dir) / CARD_FILE).is_file():
-        return False
-    return ModelCard.load(output_dir).metrics.get("complete", True) is not False
+    """A model that finished training: its card does not say the run was stopped early. The emotion model is no
+    Responder and has no card; its trainer writes metrics.json last, once the model is saved."""
+    if (Path(output_dir) / CARD_FILE).is_file():
+        return ModelCard.load(output_dir).metrics.get("complete", True) is not False
+    return (Path(output_dir) / "metrics.json").is_file() and (Path(output_dir) / "config.json").is_file()
 
 
 def run_pipeline(preset: str | None = None, stages: Sequence[str] = STAGES, overrides: Sequence[str] = (),

@@ -30,6 +30,17 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def preset_path(preset: str | Path) -> Path:
+    """A preset by name (configs/presets/<name>.yaml) or by the path of a YAML file."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    path = PRESETS_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(presets())}, or the path of a YAML file")
+    return path
+
+
 def recipe(name: str) -> tuple[type, Any]:
     """The config class and train function of a recipe."""
     if name not in RECIPES:
@@ -66,8 +77,5 @@ def build_config(name: str, config_file: str | Path | None = None, preset: str |
     default = CONFIGS_DIR / f"{name}.yaml"
     values = read_yaml(Path(config_file)) if config_file else read_yaml(default) if default.is_file() else {}
     if preset:
-        preset_file = PRESETS_DIR / f"{preset}.yaml"
-        if not preset_file.is_file():
-            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(presets())}")
-        values = merge(values, read_yaml(preset_file).get(name) or {})
+        values = merge(values, read_yaml(preset_path(preset)).get(name) or {})
     return from_dict(config_class, apply_overrides(values, overrides))

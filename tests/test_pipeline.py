@@ -1,0 +1,56 @@
+"""`train all`: every stage runs in order from raw data files, and a second run resumes instead of retraining."""
+
+import json
+
+import pytest
+import yaml
+
+from core.engine.pipeline import STAGES, is_done, run_pipeline
+from core.engine.recipes import PRESETS_DIR
+from core.registry import list_models, load_responder
+from tests.fixtures_data import write_data_dir
+
+
+@pytest.fixture
+def micro_preset(tmp_path):
+    """The tiny preset with every output under tmp_path and the sizes cut to the fixture data."""
+    text = (PRESETS_DIR / "tiny.yaml").read_text().replace("runs/tiny/", f"{tmp_path}/")
+    preset = yaml.safe_load(text)
+    preset["pipeline"] = {"vocab_size": 300, "evaluate": {
+        "out": str(tmp_path / "results"), "seeds": 1, "max_examples": 6, "batch_size": 8, "embedding": False,
+        "split": "train", "decoding": {"max_new_tokens": 6}}}
+    for name in ("pretrain", "mle"):
+        preset[name].update(max_steps=4, eval_every=2, eval_batches=1, checkpoint_every=2, batch_size=2,
+                            max_length=64, generator={**preset[name]["generator"], "n_positions": 64} if name == "pretrain" else preset[name]["generator"])
+    preset["emotion"].update(epochs=1, max_train_examples=None)
+    preset["rl_seq2seq"].update(mle_steps=3, ppo_steps=1, batch_size=4, rollout_batch=4, minibatch_size=2,
+                                eval_every=2, checkpoint_every=2, eval_examples=4, max_train_examples=None,
+                                model={**preset["rl_seq2seq"]["model"], "max_length": 64})
+    for name in ("textgail", "empathygail"):
+        preset[name].update(steps=2, sample_batch_size=2, buffer_size=4, minibatch_size=2, d_pretrain_steps=1,
+                            eval_every=1, eval_samples=2, checkpoint_every=1, d_batch_size=2,
+                            decoding={"max_new_tokens": 6})
+    preset["empathygail"].update(shaping_prior_samples=8)
+    path = tmp_path / "micro.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    data = write_data_dir(tmp_path / "data")
+    return path, [f"data.data_dir={data}", f"data.cache_dir={tmp_path / 'cache'}"]
+
+
+@pytest.mark.slow
+def test_train_all_runs_every_stage_then_resumes(micro_preset, tmp_path):
+    preset, overrides = micro_preset
+    lines = []
+    outputs = run_pipeline(str(preset), STAGES, overrides, log=lines.append)
+
+    models = {card.algorithm: card for card in list_models(tmp_path / "models")}
+    assert set(models) == {"pretrain", "mle", "rl_seq2seq", "textgail", "empathygail"}
+    for card in models.values():
+        assert is_done(card.path)
+        assert isinstance(load_responder(card.path).respond([], "I lost my job today."), str)
+    summary = json.loads((outputs["evaluate"] / "summary.json").read_text())
+    assert "empathygail" in json.dumps(summary) and (outputs["evaluate"] / "table.md").is_file()
+
+    again = []
+    run_pipeline(str(preset), STAGES[:-1], overrides, log=again.append)
+    assert all("done already" in line for line in again if not line.endswith(" s")), again
