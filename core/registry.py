@@ -18,6 +18,7 @@ import torch
 
 from core.models import seq2seq
 from core.models.generator import Context, Decoding, generate, load_generator, response_logprobs
+from core.safety.checkpoints import check_checkpoint_dir
 from core.text import collate, encode, load_tokenizer
 
 CARD_FILE = "model_card.json"
@@ -136,11 +137,16 @@ class Seq2SeqResponder(Responder):
 RESPONDERS: dict[str, type[Responder]] = {"causal_lm": CausalLMResponder, "seq2seq": Seq2SeqResponder}
 
 
-def load_responder(path: str | Path, device: str | torch.device = "cpu") -> Responder:
+def load_responder(path: str | Path, device: str | torch.device = "cpu",
+                   allowed_roots: Sequence[str | Path] | None = None) -> Responder:
+    """The model in `path`, once the safety layer accepts the directory: safetensors only (no pickle), every weight
+    file intact and matching its checksums.json, nothing reaching outside `allowed_roots` (default: the directory
+    itself). A refused directory raises `core.safety.CheckpointError` naming the file and what is wrong."""
     card = ModelCard.load(path)
     if card.kind not in RESPONDERS:
         raise ValueError(f"{path}: unknown model kind {card.kind!r}; known: {', '.join(RESPONDERS)}")
-    return RESPONDERS[card.kind].from_pretrained(path, device=device)
+    directory = check_checkpoint_dir(path, allowed_roots or [path])
+    return RESPONDERS[card.kind].from_pretrained(directory, device=device)
 
 
 def list_models(*directories: str | Path) -> list[ModelCard]:

@@ -9,7 +9,8 @@ A checkpoint is a directory `run_dir/checkpoint-{step:08d}`:
     state.json                                step and whatever the loop keeps (written last)
 
 Everything is written into a temporary sibling directory, flushed to disk and renamed into place, so a
-crash or a full disk leaves the earlier checkpoints as they were. Only after that are the oldest pruned.
+crash or a full disk leaves the earlier checkpoints as they were. Only after that are the oldest pruned. What a
+killed process left behind (its temporary directory) is tidied by the next write of the same directory.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.registry import ModelCard
+from core.safety.checkpoints import write_checksums
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d{8,})$")
 STATE_FILE = "state.json"
@@ -186,9 +188,33 @@ def _publish(tmp: Path, final: Path) -> None:
         os.close(fd)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _recover(final: Path) -> None:
+    """Tidy what a process killed while writing `final` left beside it: its temporary directory goes, and an older
+    `final` it had moved aside but not yet replaced is put back (or dropped, when a newer `final` is in place)."""
+    for leftover in sorted(final.parent.iterdir()):
+        kind, _, pid = leftover.name.partition(f"-{final.name}-")
+        if kind not in (".tmp", ".old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == ".old" and not final.exists():
+            leftover.rename(final)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _write_atomically(final: Path, what: str, write) -> Path:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        _recover(final)
         tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -280,7 +306,8 @@ def load_checkpoint(path: str | Path, models: Mapping[str, nn.Module],
 
 def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: ModelCard,
                  out_dir: str | Path, dtype: torch.dtype | None = None, max_shard_size: str = "16MB") -> Path:
-    """Write the final model directory (safetensors shards, tokenizer, model_card.json) atomically."""
+    """Write the final model directory (safetensors shards, tokenizer, model_card.json, checksums.json)
+    atomically."""
     if dtype is not None and dtype != model.dtype:
         model = copy.deepcopy(model).to(dtype)
 
@@ -288,5 +315,6 @@ def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, car
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(tmp)
         card.save(tmp)
+        write_checksums(tmp)  # last, so the listing covers every weight file
 
     return _write_atomically(Path(out_dir).resolve(), "model", write)

@@ -47,6 +47,7 @@ from core.models.discriminator import Discriminator, DiscriminatorConfig, discri
 from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
 from core.models.generator import Decoding, load_generator
 from core.registry import ModelCard
+from core.safety.checkpoints import write_checksums
 from core.text import load_tokenizer
 
 DISCRIMINATOR_DIR = "discriminator"
@@ -416,6 +417,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
                          hardware=hardware_name(accelerator.device, world))
         export_model(models.raw_generator, models.tokenizer, card, out)
         save_discriminator(models.raw_discriminator, out / DISCRIMINATOR_DIR)
+        write_checksums(out)  # again: the model's listing must cover its discriminator too
     accelerator.wait_for_everyone()
     callbacks.on_event("end", {"step": iteration, "output_dir": str(out)})
     return out

@@ -38,6 +38,7 @@ from core.models.generator import Context, Decoding
 from core.models.seq2seq import (EMOTION_DIR, Pair, Seq2Seq, Seq2SeqArch, build_seq2seq, collate_pairs,
                                  context_emotions, encode_pairs, generate, label_classes, target_logprobs)
 from core.registry import ModelCard
+from core.safety.checkpoints import write_checksums
 from core.text import load_tokenizer, train_tokenizer
 
 ALGORITHM = "rl_seq2seq"
@@ -301,6 +302,7 @@ def export_seq2seq(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, emotion_m
         if emotion_model is not None:
             emotion_model.save_pretrained(tmp / EMOTION_DIR)
         card.save(tmp)
+        write_checksums(tmp)  # last, so the listing covers the emotion model's weights too
 
     return _write_atomically(Path(out_dir).resolve(), "model", write)
 

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from core.models.emotion import EmotionClassifier
 from core.models.encoder import CONFIG_FILE, MINILM, EncoderConfig, EncoderModel, TextEncoder
+from core.safety.checkpoints import write_checksums
 
 Context = tuple[Sequence[str], str]  # (history, prompt)
 MODES = ("binary", "contrastive")
@@ -148,6 +149,7 @@ class Discriminator(EncoderModel):
             config = json.loads((directory / CONFIG_FILE).read_text())
             config["emotion_model"] = EMOTION_DIR
             (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+            write_checksums(directory)  # again, now that the emotion model's weights are in it too
         return directory
 
     @classmethod

@@ -24,6 +24,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 
 from core.config import from_dict
+from core.safety.checkpoints import write_checksums
 
 MINILM = "minilm"
 SCRATCH = "scratch"
@@ -183,6 +184,7 @@ class EncoderModel(nn.Module):
             config["encoder"]["tokenizer"] = TOKENIZER_DIR  # relative: the directory may move
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         save_file(self.saved_state(), str(directory / WEIGHTS_FILE))
+        write_checksums(directory)
         return directory
 
     @classmethod
