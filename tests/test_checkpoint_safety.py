@@ -1,5 +1,5 @@
-"""Every saved model directory carries checksums.json, and `load_responder` refuses pickle, truncated or tampered
-weights before any library opens them."""
+"""Safety wired in: every saved model directory carries checksums.json, `load_responder` refuses pickle, truncated
+or tampered weights before any library opens them, and `python -m core bench safety` prints the crisis figures."""
 
 from __future__ import annotations
 
@@ -91,3 +91,12 @@ def test_emotion_model_and_discriminator_directories_carry_checksums(tmp_path, t
     (exported / "discriminator" / "emotion" / "model.safetensors").write_bytes(b"\0" * 16)
     with pytest.raises(CheckpointError, match=r"discriminator/emotion/model\.safetensors"):
         load_responder(exported)
+
+
+def test_bench_safety_prints_the_crisis_figures(tmp_path, capsys):
+    from core.__main__ import main
+
+    assert main(["bench", "safety", "--data-dir", str(tmp_path)]) == 0  # no real data here: the written lists only
+    out = capsys.readouterr().out
+    assert "crisis recall:" in out and "hard negatives recognised as crisis: 0 of" in out and "PASS" in out
+    assert "false-positive rate: not measured" in out

@@ -3,6 +3,10 @@
 Sizes are the pretrain recipe's generator at that preset (configs/pretrain.yaml + configs/presets/<size>.yaml),
 with random weights. The tokenizer is the preset's when it has been built, else GPT-2's files (gpt2-124m) or a
 throwaway BPE; the embeddings are padded to the size's real vocabulary, so the LM head costs what it would.
+
+`python -m core bench safety [--data-dir DIR]` measures the crisis layer instead (core.safety_bench: recall on the
+written phrasings, false-positive rate on the real test prompts); its exit status says whether the targets are met.
+The app's load benchmark needs gradio, which core/ never imports: `python -m demo.bench_load`.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ from dataclasses import fields
 from pathlib import Path
 
 SIZES = {"tiny": 8192, "small": 8192, "gpt2-124m": 50259}  # size -> vocabulary (8k BPE, or GPT-2's + 2 tags)
+# Sections that measure something other than the generator's speed: name -> module whose main(data_dir) prints its
+# figures and returns an exit status. `all` means the speed sections only.
+STANDALONE = {"safety": "core.safety_bench"}
 
 
 def add_parser(subparsers) -> None:
     from core.bench import SECTIONS, BenchOptions
 
-    parser = subparsers.add_parser("bench", help="speed: rollouts, PPO updates, peak memory", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sections", nargs="+", choices=[*SECTIONS, "all"], metavar="SECTION",
-                        help=f"one or more of: {', '.join(SECTIONS)}, all")
+    parser = subparsers.add_parser("bench", help="speed: rollouts, PPO updates, peak memory; the crisis layer's "
+                                   "figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sections", nargs="+", choices=[*SECTIONS, "all", *STANDALONE], metavar="SECTION",
+                        help=f"one or more of: {', '.join(SECTIONS)}, all (those), {', '.join(STANDALONE)}")
     parser.add_argument("--size", choices=list(SIZES), default="tiny")
     defaults = BenchOptions()
     for option in fields(BenchOptions):
@@ -31,10 +38,23 @@ def add_parser(subparsers) -> None:
                             help=f"default {getattr(defaults, option.name)}")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--data-dir", help="safety: the datasets whose test prompts are read (default: "
+                                           "$EMPATHYGAIL_DATA or ../shared/data)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib
+
+    status = 0
+    for name in [s for s in STANDALONE if s in args.sections]:
+        print(f"== {name}")
+        status = max(status, importlib.import_module(STANDALONE[name]).main(args.data_dir))
+    speed = [s for s in args.sections if s not in STANDALONE]
+    return max(status, _speed(args, speed)) if speed else status
+
+
+def _speed(args: argparse.Namespace, sections: list[str]) -> int:
     from core.bench import SECTIONS, BenchOptions, prepare
     from core.cli.train import build_config
 
@@ -43,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     setup = prepare(args.size, config.generator, _tokenizer(config.tokenizer, args.size), options,
                     vocab_size=SIZES[args.size], device=args.device)
     results = {}
-    for name in SECTIONS if "all" in args.sections else dict.fromkeys(args.sections):
+    for name in SECTIONS if "all" in sections else dict.fromkeys(sections):
         results[name] = SECTIONS[name](setup, options)
         print(f"== {name} ({args.size})")
         for key, value in results[name].items():
