@@ -72,6 +72,20 @@ def test_train_emotion_learns_toy_labels_and_round_trips(tmp_path, tokenizer_dir
     assert torch.equal(probs, again)
 
 
+def test_a_frozen_judge_remembers_what_it_read(tmp_path, tokenizer_dir):
+    config = tiny_config(tmp_path, tokenizer_dir=tokenizer_dir)
+    model = EmotionClassifier(config.model)
+    expected = model.predict_proba(HAPPY + SAD)
+    judge = model.freeze(memo_size=6)
+    assert not any(p.requires_grad for p in judge.parameters())
+    assert torch.equal(judge.predict_proba(HAPPY + SAD[:1]), expected[:5])
+    assert len(judge.memo) == 5
+    judge.memo[HAPPY[0]] = torch.full((32,), 1 / 32)  # a remembered text is not classified again
+    assert torch.equal(judge.predict_proba([HAPPY[0]])[0], torch.full((32,), 1 / 32))
+    assert torch.equal(judge.predict_proba(SAD), expected[4:])  # over the limit: forgets and starts again
+    assert len(judge.memo) == 4 and judge.predict_proba([]).shape == (0, 32)
+
+
 def test_a_frozen_encoder_trains_only_the_head(tmp_path, tokenizer_dir):
     config = tiny_config(tmp_path, freeze=True, tokenizer_dir=tokenizer_dir)
     config.epochs = 3

@@ -151,7 +151,7 @@ def _load_emotion(config: GAILConfig, device: torch.device) -> EmotionClassifier
     if len(wanted) > 1:
         raise ValueError(f"emotion_model {config.emotion_model} and discriminator.emotion_model "
                          f"{config.discriminator.emotion_model} differ: the reward and D must read one emotion model")
-    return EmotionClassifier.from_pretrained(wanted.pop(), device) if wanted else None
+    return EmotionClassifier.from_pretrained(wanted.pop(), device).freeze() if wanted else None
 
 
 def build_models(config: GAILConfig, train_rows: datasets.Dataset, accelerator: Accelerator) -> tuple[Models, dict]:

@@ -87,8 +87,8 @@ class Discriminator(EncoderModel):
         self.emotion = None
         course = 0
         if config.use_emotion_features:
-            self.emotion = emotion or EmotionClassifier.from_pretrained(config.emotion_model)
-            self.emotion.requires_grad_(False).eval()  # a fixed judge: D learns to read it, not to change it
+            # A fixed judge: D learns to read it, not to change it.
+            self.emotion = (emotion or EmotionClassifier.from_pretrained(config.emotion_model)).freeze()
             course = COURSE_PARTS * len(self.emotion.labels)
         width = config.head_hidden
         self.head = nn.Sequential(nn.Linear(self.encoder.dim + course, width), nn.Tanh(),

@@ -46,6 +46,7 @@ class EmotionClassifier(EncoderModel):
         self.config = config
         self.labels = list(LABEL_SETS[config.labels])
         self.encoder = TextEncoder(config.encoder, tokenizer)
+        self.memo: dict[str, torch.Tensor] | None = None  # see freeze()
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.encoder.dim, config.head_hidden), nn.Tanh(),
                                   nn.Dropout(config.dropout), nn.Linear(config.head_hidden, len(self.labels)))
 
@@ -62,13 +63,30 @@ class EmotionClassifier(EncoderModel):
             out[rows] = self.encoder.encode([[texts[i]] for i in rows]).float().cpu()
         return out
 
-    @torch.no_grad()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
         """[len(texts), n_labels] probabilities, on the model's device."""
-        was_training = self.training
-        self.eval()
+        if self.memo is None:
+            return self._probabilities(texts, batch_size)
+        new = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if len(self.memo) + len(new) > self.memo_size:
+            self.memo.clear()
+            new = list(dict.fromkeys(texts))
+        self.memo.update(zip(new, self._probabilities(new, batch_size)))
+        return torch.stack([self.memo[t] for t in texts]) if texts else self._probabilities([], batch_size)
+
+    def freeze(self, memo_size: int = 200_000) -> EmotionClassifier:
+        """A fixed judge (GAIL's reward and D features): no gradients, and each text's distribution is remembered,
+        since the same prompts, histories and replies are read several times per training iteration."""
+        self.requires_grad_(False).eval()
+        self.memo, self.memo_size = {}, memo_size
+        return self
+
+    @torch.no_grad()
+    def _probabilities(self, texts: Sequence[str], batch_size: int) -> torch.Tensor:
         if not texts:
             return torch.zeros(0, len(self.labels), device=self.encoder.device)
+        was_training = self.training
+        self.eval()
         probs = torch.softmax(self.head(self.features(texts, batch_size).to(self.encoder.device)), dim=-1)
         self.train(was_training)
         return probs
@@ -149,14 +167,14 @@ def train_emotion(config: EmotionTrainConfig, callbacks: Sequence = (), dataset=
         return Path(config.output_dir)
     callbacks = CallbackList([MetricsLogger(config.run_dir), *callbacks])
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
     data = dataset if dataset is not None else load_trajectories(config.data)
     splits = {name: labelled_texts(data[name], config.model.labels, config.use_situations)
               for name in ("train", "valid", "test")}
     for name, limit in (("train", config.max_train_examples), ("valid", config.max_eval_examples),
                         ("test", config.max_eval_examples)):
         if limit is not None and len(splits[name][0]) > limit:
-            keep = sorted(rng.sample(range(len(splits[name][0])), limit))
+            # One generator per split, so a split's subset does not depend on the other limits.
+            keep = sorted(random.Random(f"{config.seed}:{name}").sample(range(len(splits[name][0])), limit))
             splits[name] = tuple([column[i] for i in keep] for column in splits[name])
     texts, targets, _ = splits["train"]
     if not texts:
