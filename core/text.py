@@ -81,6 +81,12 @@ def text_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[l
     return tokenizer([_spaced(t) for t in texts], add_special_tokens=False)["input_ids"]
 
 
+def reply_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
+    """A generated reply's text. A byte-level BPE can stop mid-character; those bytes are dropped rather than
+    shown as U+FFFD."""
+    return tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "").strip()
+
+
 def encode(tokenizer: PreTrainedTokenizerBase, history: Sequence[str], prompt: str, response: str | None = None,
            max_length: int = 256, max_response_tokens: int | None = None) -> Encoded:
     """Token ids for one (history, prompt[, response]); see the module docstring for the layout.

@@ -3,7 +3,7 @@ import torch
 
 from core.models.generator import (Decoding, GeneratorConfig, build_generator, generate, generate_encoded,
                                    response_logprobs)
-from core.text import USER, collate, encode
+from core.text import USER, collate, encode, reply_text
 from engine_fixtures import TINY_GENERATOR, tiny_generator, toy_tokenizer
 
 CONTEXTS = [([], "Hi there."), (["Hi there.", "Hello, how are you?"], "I lost my job today."),
@@ -37,7 +37,8 @@ def test_generate_returns_context_plus_reply_and_stops_at_a_stop_token(model, to
         action = sequence.input_ids[sequence.response_start:]
         assert 1 <= len(action) <= 12
         assert not stop & set(action[:-1])  # only the last action token may end the reply
-        assert text == tokenizer.decode([t for t in action if t not in stop], skip_special_tokens=True).strip()
+        assert text == reply_text(tokenizer, [t for t in action if t not in stop])
+        assert "\ufffd" not in text  # a reply cut mid-character shows no replacement characters
 
 
 def test_seeded_sampling_repeats_without_touching_the_global_stream(model, tokenizer):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from core.text import USER, Encoded, collate, encode_batch
+from core.text import USER, Encoded, collate, encode_batch, reply_text
 
 Context = tuple[Sequence[str], str]  # (history, prompt)
 
@@ -105,7 +105,7 @@ def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         reply = tokens if cut is None else tokens[:cut]
         # The stop token is part of the action: PPO must learn when to end a reply, not only what to say.
         action = reply + [tokenizer.eos_token_id] if cut is not None else reply
-        texts.append(tokenizer.decode(reply, skip_special_tokens=True).strip())
+        texts.append(reply_text(tokenizer, reply))
         sequences.append(Encoded(e.input_ids + action, e.response_start, e.truncated))
     return Generation(texts=texts, sequences=sequences, context_truncated=[e.truncated for e in encoded])
 

@@ -24,7 +24,7 @@ from core.config import from_dict
 from core.data import ED_EMOTIONS
 from core.models.emotion import EmotionClassifier
 from core.models.generator import Context, Decoding
-from core.text import BOT, encode_batch, load_tokenizer
+from core.text import BOT, encode_batch, load_tokenizer, reply_text
 
 CONFIG_FILE = "seq2seq_config.json"
 WEIGHTS_FILE = "seq2seq.safetensors"
@@ -258,7 +258,7 @@ def generate(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, contexts: Seque
     for source, row in zip(sources, tokens):
         # The end token is part of the action: PPO must learn when to stop, not only what to say.
         action = row[:row.index(config.eos_id) + 1] if config.eos_id in row else row
-        texts.append(tokenizer.decode(action, skip_special_tokens=True).strip())
+        texts.append(reply_text(tokenizer, action))
         pairs.append(Pair(source.source, action, source.truncated))
     return Seq2SeqGeneration(texts=texts, pairs=pairs, emotion=emotion.cpu())
 
