@@ -6,6 +6,7 @@ throwaway BPE; the embeddings are padded to the size's real vocabulary, so the L
 
 `python -m core bench safety [--data-dir DIR]` measures the crisis layer instead (core.safety_bench: recall on the
 written phrasings, false-positive rate on the real test prompts); its exit status says whether the targets are met.
+`python -m core bench serve [--checkpoints-dir DIR]` loads every shipped model and times one reply (p50/p95).
 The app's load benchmark needs gradio, which core/ never imports: `python -m demo.bench_load`.
 """
 
@@ -17,9 +18,9 @@ from dataclasses import fields
 from pathlib import Path
 
 SIZES = {"tiny": 8192, "small": 8192, "gpt2-124m": 50259}  # size -> vocabulary (8k BPE, or GPT-2's + 2 tags)
-# Sections that measure something other than the generator's speed: name -> module whose main(data_dir) prints its
-# figures and returns an exit status. `all` means the speed sections only.
-STANDALONE = {"safety": "core.safety_bench"}
+# Sections that measure something other than the generator's speed: name -> (module whose main(<option>) prints
+# its figures and returns an exit status, that option). `all` means the speed sections only.
+STANDALONE = {"safety": ("core.safety_bench", "data_dir"), "serve": ("core.serve_bench", "checkpoints_dir")}
 
 
 def add_parser(subparsers) -> None:
@@ -40,6 +41,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--data-dir", help="safety: the datasets whose test prompts are read (default: "
                                            "$EMPATHYGAIL_DATA or ../shared/data)")
+    parser.add_argument("--checkpoints-dir", help="serve: the models to load (default: $EMPATHYGAIL_CHECKPOINTS or "
+                                                  "checkpoints/)")
     parser.set_defaults(func=run)
 
 
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for name in [s for s in STANDALONE if s in args.sections]:
         print(f"== {name}")
-        status = max(status, importlib.import_module(STANDALONE[name]).main(args.data_dir))
+        module, option = STANDALONE[name]
+        status = max(status, importlib.import_module(module).main(getattr(args, option)))
     speed = [s for s in args.sections if s not in STANDALONE]
     return max(status, _speed(args, speed)) if speed else status
 
