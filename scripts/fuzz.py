@@ -186,9 +186,11 @@ class FuzzResult:
     seconds: float = 0.0
 
     def describe(self, what: str) -> str:
+        kinds = Counter(f.split(":")[0] for f in self.failures)  # endpoint and exception type
         lines = [f"{what}: {self.cases} cases ({', '.join(f'{k} {v}' for k, v in sorted(self.by_endpoint.items()))}) "
                  f"in {self.seconds:.1f} s: answered {self.answered}, refused by Gradio's input check {self.refused}, "
-                 f"failed {len(self.failures)}"]
+                 f"failed {len(self.failures)}" + (f" ({', '.join(f'{k} {v}' for k, v in kinds.items())})" if kinds
+                                                   else "")]
         return "\n".join(lines + [f"  {f}" for f in self.failures[:10]])
 
 
