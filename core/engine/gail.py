@@ -283,6 +283,8 @@ class GAILTrainer:
     """A run's models, optimizers and sampling state; `step(iteration)` is one pass of Algorithm 1."""
 
     def __init__(self, config: GAILConfig, train_rows: datasets.Dataset, accelerator: Accelerator):
+        if len(train_rows) == 0:
+            raise ValueError(f"no training trajectories in the sources {', '.join(config.data.sources)}")
         self.config, self.train_rows, self.accelerator = config, train_rows, accelerator
         self.models, self.parts = build_models(config, train_rows, accelerator)
         self.scheduler = self.parts["schedulers"]["generator"]
