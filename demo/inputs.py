@@ -46,11 +46,17 @@ def clamp(value: Any, default: float, low: float, high: float) -> float:
 
 
 def message_text(content: Any) -> str:
-    """The text of a chat message's content: a string, or Gradio 6's list of blocks ({"type": "text", ...})."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or content.get("value") or "") if content.get("type", "text") == "text" else ""
-    if isinstance(content, (list, tuple)):
-        return " ".join(t for t in (message_text(c) for c in content) if t)
-    return ""
+    """The text of a chat message's content: a string, or Gradio 6's list of blocks ({"type": "text", ...}).
+
+    Walked with an explicit stack, so content nested thousands of lists deep cannot exhaust Python's recursion."""
+    texts, stack = [], [content]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict):
+            if item.get("type", "text") == "text":
+                texts.append(str(item.get("text") or item.get("value") or ""))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+    return " ".join(t for t in texts if t)

@@ -161,7 +161,7 @@ class ModelStore:
 
     def _load(self, card: ModelCard) -> Responder:
         try:
-            return load_responder(self._checked(card.path))
+            return load_responder(card.path, allowed_roots=self.settings.model_dirs)
         except Exception as error:  # a corrupt checkpoint can fail in many libraries; the visitor sees why
             raise NotAvailable(f"model {card.name!r} at {card.path} could not be loaded: "
                                f"{type(error).__name__}: {str(error)[:300]}") from error

@@ -77,9 +77,6 @@ def test_the_running_app_answers_hostile_requests_and_still_serves(settings, one
         app.close()
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="demo.inputs.message_text recurses once per level of nested content; a Python caller "
-                          "(not the API: Gradio refuses such content first) can pass 5,000 levels")
 def test_content_nested_thousands_deep_is_answered(settings):
     history = [{"role": "user", "content": _nested(5000)}]
     *_, (_, _, _, status) = chat.respond(ModelStore(settings), settings, "hello", history, "MLE", max_new_tokens=2)

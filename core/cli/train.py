@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         stages = options.stages.split(",") if options.stages else STAGES
         try:
             run_pipeline(options.preset, stages, options.overrides)
-        except (NonFiniteLossError, CheckpointError) as error:
+        except (NonFiniteLossError, CheckpointError, OSError) as error:  # OSError: unwritable or full disk
             print(f"error: {error}", file=sys.stderr)
             return 1
         return 0
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     _, train = recipe(args.recipe)
     try:
         out = train(config)
-    except (NonFiniteLossError, CheckpointError) as error:
+    except (NonFiniteLossError, CheckpointError, OSError) as error:  # OSError: unwritable or full disk
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{args.recipe}: model saved to {out}")
