@@ -155,8 +155,9 @@ def bench_gail_step(setup: BenchSetup, options: BenchOptions) -> dict[str, Any]:
     """Seconds per whole GAIL update step of EmpathyGAIL's configuration (configs/empathygail.yaml): rollouts of
     `--prompts` contexts (the buffer), D scores and its update, PPO over the buffer in minibatches of
     `--minibatch`. The engine's step (batched rollouts, bf16 autocast and fused AdamW on CUDA) against a
-    straightforward loop (one `generate` call per context, fp32, foreach AdamW) in the same run. The emotion
-    model has random head weights and the buffer holds no demonstrations: neither changes the cost."""
+    straightforward loop (one `generate` call per context, fp32, foreach AdamW) in the same run, each timed twice
+    after a warm-up step (the faster try is reported). The emotion model has random head weights and the buffer
+    holds no demonstrations: neither changes the cost."""
     import dataclasses
     import tempfile
     from pathlib import Path
@@ -189,27 +190,36 @@ def bench_gail_step(setup: BenchSetup, options: BenchOptions) -> dict[str, Any]:
             f"run_dir={tmp}/run", "d_pretrain_steps=0", "demo_ratio=0", f"buffer_size={len(rows)}",
             f"sample_batch_size={min(16, len(rows))}", f"minibatch_size={options.minibatch}", "warmup_steps=0",
             f"decoding.max_new_tokens={options.new_tokens}", "shaping_prior_samples=16"])
+        trainers = {}
         for name, straightforward in (("engine", False), ("straightforward", True)):
-            run = dataclasses.replace(config, sample_batch_size=1) if straightforward else config
             seed_everything(options.seed)
-            trainer = gail.GAILTrainer(run, data["train"], accelerator)
+            trainer = gail.GAILTrainer(dataclasses.replace(config, sample_batch_size=1) if straightforward else config,
+                                       data["train"], accelerator)
             if straightforward:
                 for key, optimizer in trainer.parts["optimizers"].items():
                     trainer.parts["optimizers"][key] = torch.optim.AdamW(
                         [p for group in optimizer.param_groups for p in group["params"]], lr=1e-5,
                         weight_decay=0.01, foreach=True)
-            generate_encoded(trainer.models.raw_generator, tokenizer, setup.prompts[:2], Decoding(max_new_tokens=2))
-            reset_peak_memory(setup.device)
-            with _timed(gail, ("fill_buffer", "rewards_for", "discriminator_update", "ppo_update"), setup) as parts:
-                setup.sync()
-                tick = time.perf_counter()
-                with contextlib.nullcontext() if straightforward else setup.autocast():
-                    metrics = trainer.step(0)
-                setup.sync()
-                figures[f"{name}_step_s"] = time.perf_counter() - tick
-            figures.update({f"{name}_{part}_s": seconds for part, seconds in parts.items()})
-            figures[f"{name}_peak_memory_mb"] = peak_memory_mb(setup.device)
-            figures[f"{name}_reply_tokens"] = metrics["reply_tokens"]
+            precision = contextlib.nullcontext if straightforward else setup.autocast
+            with precision():
+                trainer.step(0)  # warm-up: first-call costs (allocations, kernels, optimizer state) are not timed
+            trainers[name] = (trainer, precision)
+        # Interleaved, best of two: on a shared machine a neighbour's burst then slows one try, not one variant.
+        for attempt in (1, 2):
+            for name, (trainer, precision) in trainers.items():
+                reset_peak_memory(setup.device)
+                with _timed(gail, ("fill_buffer", "rewards_for", "discriminator_update", "ppo_update"), setup) as parts:
+                    setup.sync()
+                    tick = time.perf_counter()
+                    with precision():
+                        metrics = trainer.step(attempt)
+                    setup.sync()
+                    seconds = time.perf_counter() - tick
+                if seconds < figures.get(f"{name}_step_s", float("inf")):
+                    figures[f"{name}_step_s"] = seconds
+                    figures.update({f"{name}_{part}_s": value for part, value in parts.items()})
+                    figures[f"{name}_reply_tokens"] = metrics["reply_tokens"]
+                figures[f"{name}_peak_memory_mb"] = peak_memory_mb(setup.device)
     figures["speedup"] = figures["straightforward_step_s"] / figures["engine_step_s"]
     return figures
 
