@@ -98,7 +98,6 @@ def _probe(model_dir, discriminator):
         return logp, discriminator.eval().score(contexts, replies).mean().item(), replies
 
 
-@pytest.mark.slow
 def test_gail_imitates_the_expert_reply(tmp_path, init_dir, emotion_dir, toy_data):
     out = train_gail(tiny_config(tmp_path, init_dir, emotion_dir), dataset=toy_data)
     d = load_discriminator(out)
