@@ -123,6 +123,7 @@ class Discriminator(EncoderModel):
             pooled = torch.cat([pooled, self.emotion_course(contexts, responses).to(pooled.dtype)], dim=-1)
         return self.head(pooled).squeeze(-1)
 
+    @torch.no_grad()
     def score(self, contexts: Sequence[Context], responses: Sequence[str],
               experts: Sequence[str] | None = None) -> torch.Tensor:
         """Probability that each reply is the expert's. Contrastive mode compares against `experts` (the expert
