@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from core.engine import checkpoint as ckpt
 from core.engine.callbacks import read_metrics
 from core.engine.checkpoint import checkpoints, latest_checkpoint, load_checkpoint
-from core.engine.mle import _param_groups
+from core.engine.mle import param_groups
 from core.models.generator import GeneratorConfig, build_generator
 from core.registry import load_responder
 from core.text import load_tokenizer
@@ -120,7 +120,7 @@ def test_a_run_killed_at_random_moments_resumes_to_the_weights_of_an_uninterrupt
     assert [c.name for c in checkpoints(run)] == [f"checkpoint-{s:08d}" for s in (STEPS - 2, STEPS - 1, STEPS)]
     for found in checkpoints(run):  # every checkpoint on disk loads: weights, optimizer, schedule, RNG, state
         model = build_generator(GeneratorConfig(**GENERATOR), tokenizer)
-        optimizer = torch.optim.AdamW(_param_groups(model, 0.01))
+        optimizer = torch.optim.AdamW(param_groups(model, 0.01))
         assert load_checkpoint(found, {"generator": model}, {"generator": optimizer})["step"] == int(found.name[-8:])
     leftovers = [p.name for p in [*run.iterdir(), *out.parent.iterdir()] if p.name.startswith((".tmp-", ".old-"))]
     assert not leftovers, f"a killed write left {leftovers}"

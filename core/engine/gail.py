@@ -40,9 +40,9 @@ from core.data import DataConfig
 from core.engine import ppo
 from core.engine.callbacks import Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.mle import _any, _param_groups, mle_examples, perplexity
+from core.engine.mle import mle_examples, param_groups, perplexity
 from core.engine.rollout import Buffer, action_logprobs, batch_logprobs, fill_buffer, scatter_actions
-from core.engine.runtime import create_accelerator, hardware_name, seed_everything, shard
+from core.engine.runtime import any_process, create_accelerator, hardware_name, seed_everything, shard
 from core.models.discriminator import Discriminator, DiscriminatorConfig, discriminator_loss
 from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
 from core.models.generator import Decoding, load_generator
@@ -177,9 +177,9 @@ def build_models(config: GAILConfig, train_rows: datasets.Dataset, accelerator: 
         sample = train_rows.select(picked)
         prior = reply_emotion_prior(emotion.predict_proba(sample["prompt"]), emotion.predict_proba(sample["response"]))
     fused = device.type == "cuda"
-    g_optimizer = torch.optim.AdamW(_param_groups(generator, config.weight_decay), lr=config.lr_generator,
+    g_optimizer = torch.optim.AdamW(param_groups(generator, config.weight_decay), lr=config.lr_generator,
                                     fused=fused)
-    d_optimizer = torch.optim.AdamW(_param_groups(discriminator, config.weight_decay), lr=config.lr_discriminator,
+    d_optimizer = torch.optim.AdamW(param_groups(discriminator, config.weight_decay), lr=config.lr_discriminator,
                                     fused=fused)
     g_updates = config.steps * config.ppo_epochs * math.ceil(config.buffer_size / config.minibatch_size)
     scheduler = get_linear_schedule_with_warmup(g_optimizer, min(config.warmup_steps, g_updates), g_updates)
@@ -399,7 +399,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
             progress.set_postfix({k: f"{metrics[k]:.3g}" for k in ("d_accuracy", "reward_d", "valid_ppl")
                                   if k in metrics})
             progress.update()
-            stop = _any(accelerator, callbacks.should_stop())
+            stop = any_process(accelerator, callbacks.should_stop())
             if iteration % config.checkpoint_every == 0 or iteration == total or stop:
                 checkpoint(iteration)
             if stop:

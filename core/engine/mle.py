@@ -30,7 +30,7 @@ from core.config import load_config, to_dict
 from core.data import DataConfig, load_trajectories
 from core.engine.callbacks import Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.runtime import create_accelerator, hardware_name, seed_everything, shard
+from core.engine.runtime import any_process, create_accelerator, hardware_name, seed_everything, shard
 from core.models.generator import GeneratorConfig, build_generator, response_logprobs
 from core.registry import ModelCard
 from core.text import Encoded, collate, encode_batch, load_tokenizer, text_ids
@@ -165,18 +165,11 @@ def perplexity(model: PreTrainedModel, examples: Sequence[Encoded], batch_size: 
     return math.exp(nll / count) if count else float("nan")
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     # As in nanoGPT and GPT-2: matrices and embeddings decay; biases and layer-norm gains do not.
     params = [p for p in model.parameters() if p.requires_grad]
     return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-
-def _any(accelerator: Accelerator, flag: bool) -> bool:
-    """True in every process when it is true in one (a stop request must stop all of them together)."""
-    if accelerator.num_processes == 1:
-        return flag
-    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="sum") > 0)
 
 
 def train_pretrain(config: MLEConfig, callbacks: Sequence[Callback] = (),
@@ -227,7 +220,7 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
     if config.max_length > model.config.n_positions:
         raise ValueError(f"max_length {config.max_length} exceeds the generator's context of "
                          f"{model.config.n_positions} tokens")
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
                                   fused=device.type == "cuda")
     batches = Batches(len(train_examples), config.batch_size * world, config.seed)
     total = math.ceil(config.epochs * batches.steps_per_epoch) if config.epochs else config.max_steps
@@ -291,7 +284,7 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
                 callbacks.on_step(step, metrics)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "valid_ppl")})
             progress.update()
-            stop = _any(accelerator, callbacks.should_stop())
+            stop = any_process(accelerator, callbacks.should_stop())
             if step % config.checkpoint_every == 0 or step == total or stop:
                 checkpoint(step)
             if stop:

@@ -73,3 +73,10 @@ def peak_memory_mb(device: torch.device | str) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS reports bytes, Linux KiB
+
+
+def any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True in every process when it is true in one (a stop request must stop all of them together)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="sum") > 0)
