@@ -2,7 +2,8 @@
 
 Every training loop calls `on_step(step, metrics)` after a logged step, `on_event(name, info)` at milestones
 (`start`, `eval`, `checkpoint`, `stop`, `end`) and stops cleanly (checkpoint, export) once any callback's
-`should_stop()` is true. The app's stop button is a `StopFlag`; the run's files are a `MetricsLogger`.
+`should_stop()` is true. The app's stop button is a `StopFlag`; a fixed slot of machine time is a `TimeBudget`;
+the run's files are a `MetricsLogger`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 METRICS_FILE = "metrics.jsonl"
 EVENTS_FILE = "events.jsonl"
+STOP_REQUESTED = "stop requested"  # the reason of a stop that names none
 
 
 @runtime_checkable
@@ -51,6 +53,28 @@ class CallbackList(Callback):
 
     def should_stop(self) -> bool:
         return any(callback.should_stop() for callback in self.callbacks)
+
+    def stop_reason(self) -> str:
+        """Why the run stops: the `reason` of the first callback that asks for it."""
+        asking = [callback for callback in self.callbacks if callback.should_stop()]
+        return getattr(asking[0], "reason", STOP_REQUESTED) if asking else STOP_REQUESTED
+
+
+class TimeBudget(Callback):
+    """Stops a run once `seconds` of wall time have passed since it was made. A run that ends this way is
+    complete: the budget was its plan (e.g. one GPU call of fixed length), and the model card records the steps
+    it reached."""
+
+    reason = "time budget"
+
+    def __init__(self, seconds: float):
+        if seconds <= 0:
+            raise ValueError(f"a time budget must be positive, not {seconds}")
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def should_stop(self) -> bool:
+        return time.monotonic() >= self.deadline
 
 
 class StopFlag(Callback):
