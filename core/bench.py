@@ -2,7 +2,8 @@
 
 `python -m core bench <section> --size {tiny,small,gpt2-124m}` builds a generator of that size with random weights
 (speed does not depend on what the weights say), random prompts of a fixed token length, and runs the section.
-Add a section by writing its function and one entry in `SECTIONS`.
+Add a section by writing its function and one entry in core.bench_options.SECTIONS (the CLI reads its names
+and options from there without importing torch).
 """
 
 from __future__ import annotations
@@ -16,21 +17,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from core import bench_options
+from core.bench_options import BenchOptions
 from core.engine.runtime import hardware_name, peak_memory_mb, reset_peak_memory, seed_everything
 from core.models.generator import Decoding, GeneratorConfig, build_generator, generate_encoded, response_logprobs
 from core.text import BOT, USER, Encoded, collate
-
-
-@dataclass
-class BenchOptions:
-    prompts: int = 128
-    prompt_tokens: int = 96
-    new_tokens: int = 50
-    one_by_one: int | None = None  # single `model.generate` calls timed (default: every prompt); scaled to all
-    minibatch: int = 8
-    minibatch_steps: int = 16
-    cache_implementation: str | None = None  # "static" for a preallocated KV cache
-    seed: int = 0
 
 
 @dataclass
@@ -248,6 +239,5 @@ def _timed(module, names: tuple[str, ...], setup: BenchSetup):
 
 
 SECTIONS: dict[str, Callable[[BenchSetup, BenchOptions], dict[str, Any]]] = {
-    "generation": bench_generation,
-    "gail-step": bench_gail_step,
+    name: globals()[function] for name, function in bench_options.SECTIONS.items()
 }

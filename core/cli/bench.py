@@ -17,6 +17,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from core.bench_options import SECTIONS, BenchOptions
+
 SIZES = {"tiny": 8192, "small": 8192, "gpt2-124m": 50259}  # size -> vocabulary (8k BPE, or GPT-2's + 2 tags)
 # Sections that measure something other than the generator's speed: name -> (module whose main(<option>) prints
 # its figures and returns an exit status, that option). `all` means the speed sections only.
@@ -24,8 +26,6 @@ STANDALONE = {"safety": ("core.safety_bench", "data_dir"), "serve": ("core.serve
 
 
 def add_parser(subparsers) -> None:
-    from core.bench import SECTIONS, BenchOptions
-
     parser = subparsers.add_parser("bench", help="speed: rollouts, PPO updates, peak memory; the crisis layer's "
                                    "figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="+", choices=[*SECTIONS, "all", *STANDALONE], metavar="SECTION",
@@ -59,16 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _speed(args: argparse.Namespace, sections: list[str]) -> int:
-    from core.bench import SECTIONS, BenchOptions, prepare
+    from core import bench
     from core.cli.train import build_config
 
     options = BenchOptions(**{f.name: getattr(args, f.name) for f in fields(BenchOptions)})
     config = build_config("pretrain", preset=args.size)
-    setup = prepare(args.size, config.generator, _tokenizer(config.tokenizer, args.size), options,
-                    vocab_size=SIZES[args.size], device=args.device)
+    setup = bench.prepare(args.size, config.generator, _tokenizer(config.tokenizer, args.size), options,
+                          vocab_size=SIZES[args.size], device=args.device)
     results = {}
     for name in SECTIONS if "all" in sections else dict.fromkeys(sections):
-        results[name] = SECTIONS[name](setup, options)
+        results[name] = bench.SECTIONS[name](setup, options)
         print(f"== {name} ({args.size})")
         for key, value in results[name].items():
             print(f"  {key:28s} {value:.4g}" if isinstance(value, float) else f"  {key:28s} {value}")

@@ -43,10 +43,10 @@ def options_parser(recipe_name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    options = options_parser(args.recipe).parse_intermixed_args(args.options)  # before torch: `--help` stays fast
     from core.engine.callbacks import NonFiniteLossError
     from core.engine.checkpoint import CheckpointError
 
-    options = options_parser(args.recipe).parse_intermixed_args(args.options)
     if args.recipe == "all":
         from core.engine.pipeline import STAGES, run_pipeline
 
