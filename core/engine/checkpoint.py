@@ -33,6 +33,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from core.models.storage import weight_dtype
 from core.registry import ModelCard
 from core.safety.checkpoints import write_checksums
 
@@ -304,12 +305,13 @@ def load_checkpoint(path: str | Path, models: Mapping[str, nn.Module],
 # --- the model the registry loads ---------------------------------------------------------------------------
 
 
+
 def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: ModelCard,
-                 out_dir: str | Path, dtype: torch.dtype | None = None, max_shard_size: str = "16MB") -> Path:
+                 out_dir: str | Path, dtype: str | None = None, max_shard_size: str = "16MB") -> Path:
     """Write the final model directory (safetensors shards, tokenizer, model_card.json, checksums.json)
-    atomically."""
-    if dtype is not None and dtype != model.dtype:
-        model = copy.deepcopy(model).to(dtype)
+    atomically; `dtype` (e.g. "float16") stores the weights in that type, and loaders compute in float32."""
+    if dtype is not None and weight_dtype(dtype) != model.dtype:
+        model = copy.deepcopy(model).to(weight_dtype(dtype))
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp, max_shard_size=max_shard_size)

@@ -38,7 +38,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 from core.config import to_dict
 from core.data import DataConfig
 from core.engine import ppo
-from core.engine.callbacks import Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite
+from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, TimeBudget,
+                                   check_finite, ended)
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
 from core.engine.mle import mle_examples, param_groups, perplexity
 from core.engine.rollout import Buffer, action_logprobs, batch_logprobs, fill_buffer, scatter_actions
@@ -109,6 +110,8 @@ class GAILConfig:
     log_every: int = 1
     checkpoint_every: int = 50
     keep_last: int = 3
+    max_seconds: float | None = None  # a time budget: the run ends, complete, after this much wall time
+    export_dtype: str = "float16"  # the exported generator's weights (half the size); checkpoints stay float32
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -365,7 +368,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
         state = trainer.restore(found)
         iteration, wall_before, metrics = state["step"], state["wall_time_s"], state["metrics"]
     callbacks = CallbackList([*([MetricsLogger(run_dir, resume_step=iteration if found else None)] if main else []),
-                              *callbacks])
+                              *([TimeBudget(config.max_seconds)] if config.max_seconds else []), *callbacks])
     if found is not None:
         callbacks.on_event("resume", {"checkpoint": str(found), "step": iteration})
 
@@ -382,7 +385,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
     callbacks.on_event("start", {"algorithm": config.algorithm, "step": iteration, "total_steps": total,
                                  "pretrain_iterations": config.pretrain_iterations, "config": to_dict(config)})
     progress = tqdm(total=total, initial=iteration, desc=f"{config.algorithm} {config.name}", disable=not main)
-    stop = False
+    stop, stop_reason = False, ""
     try:
         while iteration < total and not stop:
             tick = time.time()
@@ -403,7 +406,8 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
             if iteration % config.checkpoint_every == 0 or iteration == total or stop:
                 checkpoint(iteration)
             if stop:
-                callbacks.on_event("stop", {"step": iteration, "reason": "stop requested"})
+                stop_reason = callbacks.stop_reason()
+                callbacks.on_event("stop", {"step": iteration, "reason": stop_reason})
     except NonFiniteLossError as error:
         callbacks.on_event("stop", {"step": error.step, "reason": str(error)})
         raise
@@ -415,10 +419,10 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
         card = ModelCard(name=config.name, algorithm=config.algorithm,
                          data=",".join(sorted(set(dataset["train"]["source"]))),
                          steps=max(0, iteration - config.pretrain_iterations), config=to_dict(config),
-                         metrics={**metrics, "complete": iteration >= total},
+                         metrics={**metrics, **ended(iteration, total, stop_reason)},
                          wall_time_s=round(wall_before + time.time() - started, 1),
                          hardware=hardware_name(accelerator.device, world))
-        export_model(models.raw_generator, models.tokenizer, card, out)
+        export_model(models.raw_generator, models.tokenizer, card, out, dtype=config.export_dtype)
         save_discriminator(models.raw_discriminator, out / DISCRIMINATOR_DIR)
         write_checksums(out)  # again: the model's listing must cover its discriminator too
     accelerator.wait_for_everyone()

@@ -28,7 +28,8 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from core.config import load_config, to_dict
 from core.data import DataConfig, load_trajectories
-from core.engine.callbacks import Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite
+from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, TimeBudget,
+                                   check_finite, ended)
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
 from core.engine.runtime import any_process, create_accelerator, hardware_name, seed_everything, shard
 from core.models.generator import GeneratorConfig, build_generator, response_logprobs
@@ -62,6 +63,8 @@ class MLEConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     keep_last: int = 3
+    max_seconds: float | None = None  # a time budget: the run ends, complete, after this much wall time
+    export_dtype: str = "float16"  # the exported model's weights (half the size); checkpoints stay float32
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -235,7 +238,7 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
         state = load_checkpoint(found, **parts, rank=accelerator.process_index)  # also restores the RNG
         step, wall_before, metrics = state["step"], state["wall_time_s"], state["metrics"]
     callbacks = CallbackList([*([MetricsLogger(run_dir, resume_step=step if found else None)] if main else []),
-                              *callbacks])
+                              *([TimeBudget(config.max_seconds)] if config.max_seconds else []), *callbacks])
     if found is not None:
         callbacks.on_event("resume", {"checkpoint": str(found), "step": step})
 
@@ -251,7 +254,7 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
                                  "train_examples": len(train_examples), "config": to_dict(config)})
     progress = tqdm(total=total, initial=step, desc=f"{algorithm} {config.name}", disable=not main)
     losses, tokens, busy = [], 0, 0.0
-    stop = False
+    stop, stop_reason = False, ""
     model.train()
     try:
         while step < total and not stop:
@@ -288,7 +291,8 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
             if step % config.checkpoint_every == 0 or step == total or stop:
                 checkpoint(step)
             if stop:
-                callbacks.on_event("stop", {"step": step, "reason": "stop requested"})
+                stop_reason = callbacks.stop_reason()
+                callbacks.on_event("stop", {"step": step, "reason": stop_reason})
     except NonFiniteLossError as error:
         callbacks.on_event("stop", {"step": error.step, "reason": str(error)})
         raise
@@ -298,10 +302,11 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
     out = Path(config.output_dir).resolve()
     if main:
         card = ModelCard(name=config.name, algorithm=algorithm, data=",".join(sorted(set(train_rows["source"]))),
-                         steps=step, config=to_dict(config), metrics={**metrics, "complete": step >= total},
+                         steps=step, config=to_dict(config),
+                         metrics={**metrics, **ended(step, total, stop_reason)},
                          wall_time_s=round(wall_before + time.time() - started, 1),
                          hardware=hardware_name(device, world))
-        export_model(raw, tokenizer, card, out)
+        export_model(raw, tokenizer, card, out, dtype=config.export_dtype)
     accelerator.wait_for_everyone()
     callbacks.on_event("end", {"step": step, "output_dir": str(out)})
     return out

@@ -28,9 +28,9 @@ from transformers import PreTrainedTokenizerBase
 
 from core.config import to_dict
 from core.data import ED_EMOTIONS, DataConfig, load_trajectories
-from core.engine.callbacks import Callback, CallbackList, MetricsLogger, check_finite
+from core.engine.callbacks import Callback, CallbackList, MetricsLogger, TimeBudget, check_finite, ended
 from core.engine.checkpoint import _write_atomically, latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.mle import Batches
+from core.engine.mle import Batches, param_groups
 from core.engine.ppo import RunningMeanStd, ppo_loss
 from core.engine.runtime import hardware_name, seed_everything
 from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
@@ -91,6 +91,8 @@ class RLSeq2SeqConfig:
     eval_every: int = 500
     checkpoint_every: int = 500
     keep_last: int = 2
+    max_seconds: float | None = None  # a time budget: the run ends, complete, after this much wall time
+    export_dtype: str = "float16"  # the exported model's weights (half the size); checkpoints stay float32
 
     def __post_init__(self) -> None:
         if self.w_emo < 0 or self.w_sim < 0 or self.w_emo + self.w_sim == 0:
@@ -294,10 +296,11 @@ def _reply_prior(examples: Examples, emotion_model: EmotionClassifier, limit: in
 
 
 def export_seq2seq(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, emotion_model: EmotionClassifier | None,
-                   card: ModelCard, out_dir: str | Path) -> Path:
-    """The directory `load_responder` reads: weights, tokenizer, the emotion model that picks classes, card."""
+                   card: ModelCard, out_dir: str | Path, dtype: str | None = None) -> Path:
+    """The directory `load_responder` reads: weights (stored as `dtype`), tokenizer, the emotion model that picks
+    classes, card."""
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, dtype)
         tokenizer.save_pretrained(tmp)
         if emotion_model is not None:
             emotion_model.save_pretrained(tmp / EMOTION_DIR)
@@ -344,8 +347,8 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
         prior = _reply_prior(train, emotion_model, config.reference_examples, config.seed)
     reward_fn = Seq2SeqReward(config.w_emo, config.w_sim, emotion_model, prior)
 
-    mle_optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    ppo_optimizer = torch.optim.AdamW(model.parameters(), lr=config.ppo_lr, weight_decay=config.weight_decay)
+    mle_optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    ppo_optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.ppo_lr)
     optimizers = {"mle": mle_optimizer, "ppo": ppo_optimizer}
     normalizer = RunningMeanStd()
     reference: Seq2Seq | None = None  # the frozen MLE model, from the first PPO step on
@@ -358,7 +361,8 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
         step, resumed, metrics = state["step"], state["step"], state["metrics"]
         normalizer.load_state_dict(state["normalizer"])
         print(f"rl_seq2seq: resumed from {checkpoint} at step {step}")
-    callbacks = CallbackList([MetricsLogger(config.run_dir, resume_step=resumed), *callbacks])
+    callbacks = CallbackList([MetricsLogger(config.run_dir, resume_step=resumed),
+                              *([TimeBudget(config.max_seconds)] if config.max_seconds else []), *callbacks])
     total = config.mle_steps + config.ppo_steps
     callbacks.on_event("start", {"algorithm": ALGORITHM, "step": step, "total_steps": total,
                                  "train_examples": len(train.pairs), "reward": reward_fn.formula})
@@ -413,12 +417,14 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
         if step % config.checkpoint_every == 0 or step == config.mle_steps or stopped or step == total:
             save()
     progress.close()
+    stop_reason = callbacks.stop_reason() if stopped else ""
     if stopped:
-        callbacks.on_event("stop", {"step": step})
+        callbacks.on_event("stop", {"step": step, "reason": stop_reason})
 
     card = ModelCard(name=config.name, algorithm=ALGORITHM, kind="seq2seq", data=", ".join(config.data.sources),
-                     steps=step, config={**to_dict(config), "reward": reward_fn.formula}, metrics=metrics,
+                     steps=step, config={**to_dict(config), "reward": reward_fn.formula},
+                     metrics={**metrics, **ended(step, total, stop_reason)},
                      wall_time_s=round(time.time() - started, 1), hardware=hardware_name(device))
-    out = export_seq2seq(model.eval(), tokenizer, emotion_model, card, config.output_dir)
+    out = export_seq2seq(model.eval(), tokenizer, emotion_model, card, config.output_dir, config.export_dtype)
     callbacks.on_event("end", {"step": step, "path": str(out)})
     return out

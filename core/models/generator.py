@@ -48,7 +48,7 @@ def build_generator(config: GeneratorConfig, tokenizer: PreTrainedTokenizerBase)
     """Load a pretrained causal LM, or build a fresh GPT-2 of the configured size; the embedding matrix is
     resized to the tokenizer, which may have gained the speaker tags."""
     if config.name_or_path:
-        model = AutoModelForCausalLM.from_pretrained(config.name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(config.name_or_path, dtype=torch.float32)
     else:
         model = GPT2LMHeadModel(GPT2Config(
             vocab_size=len(tokenizer), n_positions=config.n_positions, n_embd=config.n_embd,
@@ -126,5 +126,6 @@ def response_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> PreTrainedModel:
-    """Weights only from safetensors: a directory with pickle weights is refused by transformers itself."""
-    return AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True).to(device).eval()
+    """Weights only from safetensors: a directory with pickle weights is refused by transformers itself.
+    Computed in float32 whatever the stored type (shipped weights are float16; CPUs are slow at half precision)."""
+    return AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32).to(device).eval()

@@ -24,6 +24,7 @@ from core.config import from_dict
 from core.data import ED_EMOTIONS
 from core.models.emotion import EmotionClassifier
 from core.models.generator import Context, Decoding
+from core.models.storage import weight_dtype
 from core.text import BOT, encode_batch, load_tokenizer, reply_text
 
 CONFIG_FILE = "seq2seq_config.json"
@@ -107,11 +108,13 @@ class Seq2Seq(nn.Module):
         memory, keys, emotion_vec, state = self.encode(src, src_mask, emotion)
         return self.decode(tgt_in, state, memory, keys, src_mask, emotion_vec)[0]
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(self, directory: str | Path, dtype: str | None = None) -> None:
+        """`dtype` (e.g. "float16") stores the weights in that type; `from_pretrained` loads them into float32."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+        stored = weight_dtype(dtype) if dtype else None
+        save_file({k: v.detach().to(stored or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()},
                   str(directory / WEIGHTS_FILE))
 
     @classmethod

