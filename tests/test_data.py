@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import time
 from collections import Counter
+from pathlib import Path
 
+import datasets
 import pandas as pd
 import pytest
 from fixtures_data import (
@@ -261,6 +265,66 @@ def test_cache_is_reused_and_rebuilt_when_a_source_changes(data_dir, tmp_path, m
     rebuilt = load_trajectories(config)
     assert len(builds) == 3
     assert sum(len(split) for split in rebuilt.values()) == sum(len(split) for split in first.values()) + 1
+
+
+def test_a_build_prunes_the_least_recently_used_caches_and_nothing_else(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(trajectories, "KEEP_CACHES", 2)
+    cache = tmp_path / "cache"
+    config = DataConfig(data_dir=str(data_dir), sources=("quotes",), cache_dir=str(cache))
+    configs = [DataConfig(**{**vars(config), "seed": seed}) for seed in range(4)]  # the seed changes the fingerprint
+    folders = [trajectories.cache_path(c) for c in configs]
+    root = folders[0].parent
+    root.mkdir(parents=True)
+    being_written = root / f"{folders[3].name}.partial-12345"  # another process's build, not renamed yet
+    ours_unfinished = root / ("0" * 20)  # a fingerprint's name but no saved DatasetDict: not a cache
+    for foreign in (being_written, ours_unfinished, root / "notes"):
+        foreign.mkdir()
+        (foreign / "keep.txt").write_text("not ours to remove")
+    (root / "README").write_text("neither")
+
+    for age, c in enumerate(configs[:2]):  # built an hour and half an hour ago
+        load_trajectories(c)
+        os.utime(trajectories.cache_path(c), (time.time() - 3600 / (age + 1),) * 2)
+    assert all(f.is_dir() for f in folders[:2])
+    load_trajectories(configs[2])  # builds, and keeps itself and the newer of the two others
+    assert [f.is_dir() for f in folders[:3]] == [False, True, True]
+
+    os.utime(folders[2], (time.time() - 7200,) * 2)
+    assert load_trajectories(configs[1])["train"].num_rows  # a cached load marks folders[1] as just used
+    load_trajectories(configs[3])
+    assert [f.is_dir() for f in folders] == [False, True, False, True]
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [folders[1].name, folders[3].name, being_written.name, ours_unfinished.name, "notes", "README"])
+    assert all((f / "keep.txt").read_text() == "not ours to remove" for f in (being_written, ours_unfinished))
+    assert load_trajectories(configs[0])["train"].num_rows == load_trajectories(configs[1])["train"].num_rows
+
+
+def test_prune_caches_always_keeps_the_current_one(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    configs = [DataConfig(data_dir=str(data_dir), sources=("quotes",), seed=s, cache_dir=str(cache)) for s in range(3)]
+    for c in configs:
+        load_trajectories(c)
+    folders = [trajectories.cache_path(c) for c in configs]
+    for age, folder in enumerate(folders):
+        os.utime(folder, (time.time() - 100 * (3 - age),) * 2)
+    root = folders[0].parent
+    (root / "elsewhere").mkdir()
+    (root / ("ab" * 10)).symlink_to(root / "elsewhere", target_is_directory=True)
+    assert trajectories.prune_caches(root, keep=1, current=folders[0]) == [folders[2], folders[1]]
+    assert sorted(p.name for p in root.iterdir()) == sorted([folders[0].name, "ab" * 10, "elsewhere"])
+    assert trajectories.prune_caches(root, keep=5) == []
+
+
+def test_an_interrupted_build_leaves_no_partial_folder(data_dir, tmp_path, monkeypatch):
+    def save_then_fail(self, path, **kwargs):
+        Path(path).mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", save_then_fail)
+    config = DataConfig(data_dir=str(data_dir), sources=("quotes",), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(KeyboardInterrupt):
+        load_trajectories(config)
+    assert list(trajectories.cache_path(config).parent.iterdir()) == []
 
 
 def test_data_command(data_dir, tmp_path, capsys):

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -205,16 +206,59 @@ def cache_path(config: DataConfig) -> Path:
     return paths.cache_dir(config.cache_dir) / "trajectories" / fingerprint(config)
 
 
+# Trajectory caches kept per cache dir, counting the one just built: `train all` alone reads 4 configs (every
+# source; ED + DD + reframes; ED; ED + DD), and each cache of the full data is about 65 MB.
+KEEP_CACHES = 8
+CACHE_NAME = re.compile(r"[0-9a-f]{20}")  # what fingerprint() returns; nothing else in the folder is ours
+
+
 def load_trajectories(config: DataConfig) -> datasets.DatasetDict:
-    """build_trajectories, saved under the cache dir and reused until the config, the files or the code change."""
+    """build_trajectories, saved under the cache dir and reused until the config, the files or the code change.
+
+    A build prunes the cache dir to its KEEP_CACHES most recently used caches (prune_caches)."""
     target = cache_path(config)
+    try:
+        os.utime(target)  # a use: pruning keeps the most recently used caches
+    except OSError:  # not built yet, or a read-only cache
+        pass
     if not (target / "dataset_dict.json").is_file():
         built = build_trajectories(config)
         partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-        # One shard per split: datasets writes no shard for an empty split and then cannot load it back.
-        built.save_to_disk(str(partial), num_shards={split: 1 for split in built})
         try:
-            partial.rename(target)
-        except OSError:  # another process finished the same build first
-            shutil.rmtree(partial, ignore_errors=True)
+            # One shard per split: datasets writes no shard for an empty split and then cannot load it back.
+            built.save_to_disk(str(partial), num_shards={split: 1 for split in built})
+            try:
+                partial.rename(target)
+            except OSError:  # another process finished the same build first
+                pass
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)  # gone once renamed; else an interrupted or failed save
+        prune_caches(target.parent, KEEP_CACHES, current=target)
     return datasets.load_from_disk(str(target))
+
+
+def prune_caches(directory: Path, keep: int = KEEP_CACHES, current: Path | None = None) -> list[Path]:
+    """Remove all but the `keep` most recently used (modified) finished caches in `directory`; returns them.
+
+    Only folders named like a fingerprint and holding a saved DatasetDict count: builds still being written
+    (`<fingerprint>.partial-<pid>`), links and anything else are never touched. `current` is always kept.
+    """
+    caches = []
+    for path in directory.iterdir():
+        if CACHE_NAME.fullmatch(path.name) and not path.is_symlink() and (path / "dataset_dict.json").is_file():
+            try:
+                caches.append((path == current, path.stat().st_mtime_ns, path))
+            except OSError:  # removed meanwhile by another process
+                continue
+    caches.sort(reverse=True)
+    removed = []
+    for _, _, path in caches[max(keep, 1 if current else 0):]:
+        # Renamed first, so that no reader ever finds a half-removed cache: it finds the whole one or none.
+        doomed = path.with_name(f"{path.name}.pruned-{os.getpid()}")
+        try:
+            path.rename(doomed)
+        except OSError:  # another process pruned it first
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(path)
+    return removed
