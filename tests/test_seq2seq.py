@@ -285,7 +285,7 @@ def test_a_non_finite_loss_stops_before_the_update(tokenizer):
 def test_the_shipped_config_loads_with_the_documented_reward_weights():
     config = load_config(RLSeq2SeqConfig, REPO_ROOT / "configs" / "rl_seq2seq.yaml", ["mle_steps=7"])
     assert (config.w_emo, config.w_sim, config.emotion_model) == (0.5, 0.5, "checkpoints/emotion")
-    assert config.mle_steps == 7 and config.model.d_hidden == 512 and config.decoding.max_new_tokens == 30
+    assert config.mle_steps == 7 and config.model.d_hidden == 256 and config.decoding.max_new_tokens == 30
 
 
 def test_missing_tokenizer_is_a_clear_error(tmp_path):

@@ -17,7 +17,8 @@ DEFAULT_OUT = "runs/tokenizer"
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("tokenizer", help="train the byte-level BPE (or take GPT-2's) and save it",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary size (default 8192)")
+    parser.add_argument("--vocab-size", type=int, help="BPE vocabulary size (default: the shipped size, "
+                        "core.text.VOCAB_SIZE)")
     parser.add_argument("--min-frequency", type=int, default=2, help="a merge needs this many occurrences")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     parser.add_argument("--data-dir", help="data directory (default $EMPATHYGAIL_DATA or ../shared/data)")
@@ -30,7 +31,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.engine.mle import training_texts
-    from core.text import load_tokenizer, train_tokenizer
+    from core.text import VOCAB_SIZE, load_tokenizer, train_tokenizer
 
     started = time.time()
     out = Path(args.out)
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         what = f"from {args.source}"
     else:
         texts = training_texts(args.data_dir, args.sources, args.cache_dir)
+        args.vocab_size = args.vocab_size or VOCAB_SIZE
         if args.vocab_size < 300:
             raise ValueError(f"--vocab-size {args.vocab_size} is too small: byte-level BPE needs 256 byte tokens "
                              "plus the special tokens")

@@ -1,4 +1,4 @@
-"""The whole pipeline in order, resuming whatever is already done: `python -m core train all --preset small`.
+"""The whole pipeline in order, resuming whatever is already done: `python -m core train all --preset h100`.
 
 tokenizer -> base LM pretraining -> GPT-2+MLE -> emotion model -> RL-Seq2Seq -> TextGAIL -> EmpathyGAIL -> evaluate.
 A stage whose model already carries a complete model card is skipped; one with checkpoints resumes from them.
@@ -17,6 +17,7 @@ from typing import Any
 from core.config import from_dict
 from core.engine.recipes import build_config, preset_path, read_yaml, recipe
 from core.registry import CARD_FILE, ModelCard
+from core.text import VOCAB_SIZE
 
 TRAINING = ("pretrain", "mle", "emotion", "rl_seq2seq", "textgail", "empathygail")
 STAGES = ("tokenizer", *TRAINING, "evaluate")
@@ -25,7 +26,7 @@ COMPARED = ("mle", "rl_seq2seq", "textgail", "empathygail")  # the models of the
 
 @dataclass
 class PipelineConfig:
-    vocab_size: int = 8192
+    vocab_size: int = VOCAB_SIZE
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvalConfig fields (seeds, out, max_examples, ...)
 
 

@@ -39,7 +39,7 @@ from core.models.seq2seq import (EMOTION_DIR, Pair, Seq2Seq, Seq2SeqArch, build_
                                  context_emotions, encode_pairs, generate, label_classes, target_logprobs)
 from core.registry import ModelCard
 from core.safety.checkpoints import write_checksums
-from core.text import load_tokenizer, train_tokenizer
+from core.text import VOCAB_SIZE, load_tokenizer, train_tokenizer
 
 ALGORITHM = "rl_seq2seq"
 REWARD = ("w_emo * cos(emotion(reply), prior[class]) + w_sim * unigram_F1(reply, expert reply); prior[k] = mean "
@@ -55,7 +55,7 @@ class RLSeq2SeqConfig:
     # The shared tokenizer's directory (`python -m core tokenizer`); None trains a byte-level BPE of `vocab_size` on
     # the training split, kept in every checkpoint so a resumed run reads the same ids.
     tokenizer: str | None = None
-    vocab_size: int = 8192
+    vocab_size: int = VOCAB_SIZE
     # The trained emotion model picks each context's class. None: the gold label conditions training (ED's labels;
     # others are `unknown`), every context is `unknown` at inference, and the reward's emotion term is dropped.
     emotion_model: str | None = "checkpoints/emotion"

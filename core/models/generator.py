@@ -18,8 +18,8 @@ Context = tuple[Sequence[str], str]  # (history, prompt)
 class GeneratorConfig:
     name_or_path: str | None = None  # hub name (`gpt2`) or local dir; None builds a fresh GPT-2 from the fields below
     n_layer: int = 6
-    n_embd: int = 384
-    n_head: int = 6
+    n_embd: int = 256
+    n_head: int = 4
     n_positions: int = 256
     dropout: float = 0.1
     layer_norm_epsilon: float = 1e-5

@@ -25,7 +25,7 @@ from core.data import ED_EMOTIONS
 from core.models.emotion import EmotionClassifier
 from core.models.generator import Context, Decoding
 from core.models.storage import weight_dtype
-from core.text import BOT, encode_batch, load_tokenizer, reply_text
+from core.text import BOT, VOCAB_SIZE, encode_batch, load_tokenizer, reply_text
 
 CONFIG_FILE = "seq2seq_config.json"
 WEIGHTS_FILE = "seq2seq.safetensors"
@@ -47,7 +47,7 @@ class Seq2SeqArch:
 
 @dataclass
 class Seq2SeqConfig(Seq2SeqArch):
-    vocab_size: int = 8192
+    vocab_size: int = VOCAB_SIZE
     # The emotion model's labels; one more class, index len(emotions), is `unknown`: contexts without a label,
     # or every context of a model saved without an emotion model.
     emotions: list[str] = field(default_factory=lambda: list(ED_EMOTIONS))
