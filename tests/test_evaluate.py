@@ -45,12 +45,12 @@ def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
     texts = [u for _, _, dialogue in DIALOGUES for u in dialogue] * 5
     tokenizer = train_tokenizer(texts, vocab_size=300, min_frequency=1)
-    for name, seed in (("tiny-mle", 0), ("tiny-gail", 1)):
+    for name, seed, algorithm in (("tiny-mle", 0, "mle"), ("tiny-gail", 1, "empathygail")):
         torch.manual_seed(seed)
         model = build_generator(GeneratorConfig(n_layer=2, n_embd=32, n_head=2, n_positions=96), tokenizer)
         model.save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)
-        ModelCard(name=name, algorithm="mle").save(root / name)
+        ModelCard(name=name, algorithm=algorithm).save(root / name)
     return root
 
 
@@ -71,6 +71,9 @@ def test_end_to_end_writes_every_file_and_rescore_reproduces_it(tiny_models, tmp
     for path in [*files.values(), out / GENERATIONS]:
         assert path.is_file() and path.stat().st_size > 0, path
     assert files["perplexity_png"].read_bytes()[:4] == b"\x89PNG"
+    bar = json.loads(files["quality_bar_json"].read_text())  # an EmpathyGAIL and an MLE model: the bar is judged
+    assert len(bar) == 5 and all(v["verdict"] for v in bar)
+    assert "## Quality bar: EmpathyGAIL against GPT-2+MLE" in files["table_md"].read_text()
 
     table = results.table()
     models = {"tiny-mle", "tiny-gail"}

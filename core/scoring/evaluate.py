@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -48,6 +49,9 @@ SEED_FREE = ("ppl_token", "ppl_word")  # score the expert reply, so every sampli
 EmotionReader = Callable[[list[str]], Sequence[str]]  # replies -> emotion labels
 DiscriminatorScore = Callable[[list[Context], list[str]], Any]  # (contexts, replies) -> one score each
 Progress = Callable[[float, str], Any]  # (fraction done, message), e.g. gradio.Progress
+Indices = np.ndarray  # example rows: a turn bucket, or a bootstrap resample (with repeats)
+MetricFn = Callable[[Indices], float]
+Runs = dict[tuple[str, int], dict[str, MetricFn]]  # (model, seed index) -> metric -> its value on any rows
 
 
 @dataclass
@@ -68,6 +72,7 @@ class EvalConfig:
     rescore: bool = False  # score <out>/generations.jsonl again instead of generating
     emotion_model: str | None = None  # emotion classifier dir, for emotion accuracy
     discriminator: str | None = None  # a discriminator dir, or a model dir with a discriminator/ subfolder
+    bootstrap: int = 1000  # paired bootstrap resamples for the quality bar's intervals (core.scoring.compare); 0: none
 
 
 @dataclass
@@ -75,6 +80,7 @@ class EvalResults:
     scores: pd.DataFrame  # one row per model, seed, bucket, metric: value
     records: list[dict]  # the per-example generations, as in generations.jsonl
     meta: dict[str, Any]  # settings, models, example counts, timings, notes
+    runs: Runs = field(default_factory=dict)  # each run's metrics as functions of example rows (not saved)
 
     def table(self) -> pd.DataFrame:
         """Mean and std over seeds: one row per model, metric, bucket."""
@@ -119,16 +125,17 @@ def evaluate(config: EvalConfig, progress: Progress | None = None, data=None, em
         write_generations(out, records, meta)
     encoder, notes = _encoder(config)
     score_started = time.perf_counter()
-    scores = score_records(records, meta["models"], meta["seeds"], emotion=emotion, emotion_labels=emotion_labels,
-                           discriminator=discriminator, encoder=encoder, batch_size=config.batch_size)
+    scores, runs = score_records(records, meta["models"], meta["seeds"], emotion=emotion,
+                                 emotion_labels=emotion_labels, discriminator=discriminator, encoder=encoder,
+                                 batch_size=config.batch_size)
     if emotion is None:
         notes.append("emotion_acc left out: no emotion classifier given")
     if discriminator is None:
         notes.append("disc left out: no discriminator given")
     meta = {**meta, "notes": meta.get("notes", []) + notes, "scoring_s": time.perf_counter() - score_started,
-            "wall_s": time.perf_counter() - started, "rescored": config.rescore,
+            "wall_s": time.perf_counter() - started, "rescored": config.rescore, "bootstrap": config.bootstrap,
             "bleu_signature": metrics.bleu_signature()}
-    results = EvalResults(scores=scores, records=records, meta=meta)
+    results = EvalResults(scores=scores, records=records, meta=meta, runs=runs)
     print(speed_line(meta))
     return results
 
@@ -317,52 +324,65 @@ def read_generations(out: Path, models: Sequence[str] = ()) -> tuple[list[dict],
 def score_records(records: list[dict], models: Sequence[dict], seeds: Sequence[int], *,
                   emotion: EmotionReader | None = None, emotion_labels: Sequence[str] | None = None,
                   discriminator: DiscriminatorScore | None = None, encoder: SentenceEncoder | None = None,
-                  batch_size: int = 64) -> pd.DataFrame:
-    """Every metric for every model, seed and bucket (plus the expert replies' own reply-only metrics)."""
+                  batch_size: int = 64) -> tuple[pd.DataFrame, Runs]:
+    """Every metric for every model, seed and bucket (plus the expert replies' own reply-only metrics), and each
+    run's metrics as functions of example rows, so that a paired bootstrap (core.scoring.compare) can recompute
+    them on resamples. The costly parts (models, tokenising) run once per run; a function of rows only sums."""
     groups = metrics.bucket_indices([r["bucket"] for r in records])
     experts = [r["expert"] for r in records]
     gold = [r["emotion"] for r in records]
     contexts = [(r["history"], r["prompt"]) for r in records]
     expert_vectors = encoder.encode(experts) if encoder is not None else None
-    rows: list[dict] = []
 
-    def add(model: str, seed: int, replies: list[str], per_example: dict[str, list[float]], whole: dict) -> None:
-        for bucket, rows_in in groups.items():
-            values = {name: fn(rows_in) for name, fn in whole.items()}
-            values.update(distinct1=metrics.distinct_n([replies[i] for i in rows_in], 1),
-                          distinct2=metrics.distinct_n([replies[i] for i in rows_in], 2),
-                          length=metrics.mean_length([replies[i] for i in rows_in]))
-            values.update({name: _mean([column[i] for i in rows_in]) for name, column in per_example.items()})
-            rows.extend({"model": model, "seed": seed, "bucket": bucket, "metric": name, "value": value}
-                        for name, value in values.items())
+    def mean_of(values: Sequence[float]) -> MetricFn:
+        column = np.asarray(values, dtype=float)
+        return lambda rows: float(column[rows].mean()) if len(rows) else math.nan
 
-    def reply_only(replies: list[str]) -> tuple[dict, dict]:
-        per_example, whole = {}, {}
+    def reply_only(replies: list[str]) -> dict[str, MetricFn]:
+        tokens = [metrics.words(reply) for reply in replies]
+        grams = {n: [metrics.ngrams(t, n) for t in tokens] for n in (1, 2)}
+        fns = {f"distinct{n}": lambda rows, n=n: metrics.distinct_of_ngrams(grams[n][i] for i in rows) for n in (1, 2)}
+        fns["length"] = mean_of([len(reply.split()) for reply in replies])
         if discriminator is not None:
-            per_example["disc"] = _batched_scores(discriminator, contexts, replies, batch_size)
+            fns["disc"] = mean_of(_batched_scores(discriminator, contexts, replies, batch_size))
         if emotion is not None:
             predicted = [label for s in range(0, len(replies), batch_size)
                          for label in emotion(replies[s:s + batch_size])]
-            whole["emotion_acc"] = lambda rows_in: metrics.emotion_accuracy(
-                [predicted[i] for i in rows_in], [gold[i] for i in rows_in], emotion_labels)
-        return per_example, whole
+            fns["emotion_acc"] = lambda rows: metrics.emotion_accuracy(
+                [predicted[i] for i in rows], [gold[i] for i in rows], emotion_labels)
+        return fns
 
-    runs = [(m["name"], index, seed) for m in models for index, seed in enumerate(seeds)]
-    for model, seed_index, seed in tqdm(runs, desc="scoring", unit="run"):
-        scores = [r["expert_score"][model] for r in records]
-        replies = [r["replies"][model][seed_index] for r in records]
-        per_example, whole = reply_only(replies)
+    def with_expert(replies: list[str], scores: list[dict]) -> dict[str, MetricFn]:
+        fns = reply_only(replies)
         if expert_vectors is not None:
-            per_example["embed_sim"] = pairwise_cosine(encoder.encode(replies), expert_vectors)
+            fns["embed_sim"] = mean_of(pairwise_cosine(encoder.encode(replies), expert_vectors))
         for order in (4, 1, 2):
-            whole[f"bleu{'' if order == 4 else order}"] = lambda rows_in, order=order: metrics.bleu(
-                [replies[i] for i in rows_in], [experts[i] for i in rows_in], order)
+            statistics = metrics.bleu_statistics(replies, experts, order)
+            fns[f"bleu{'' if order == 4 else order}"] = lambda rows, st=statistics, order=order: (
+                metrics.bleu_from_statistics(st[rows], order))
+        logprob = np.asarray([s["logprob"] for s in scores], dtype=float)
         for name, unit in (("ppl_token", "n_tokens"), ("ppl_word", "n_words")):
-            whole[name] = lambda rows_in, unit=unit: metrics.perplexity(
-                sum(scores[i]["logprob"] for i in rows_in), sum(scores[i][unit] for i in rows_in))
-        add(model, seed, replies, per_example, whole)
-    add(EXPERT, 0, experts, *reply_only(experts))
-    return pd.DataFrame(rows, columns=["model", "seed", "bucket", "metric", "value"])
+            count = np.asarray([s[unit] for s in scores], dtype=float)
+            fns[name] = lambda rows, count=count: metrics.perplexity(float(logprob[rows].sum()),
+                                                                     float(count[rows].sum()))
+        return fns
+
+    rows_out: list[dict] = []
+
+    def add(model: str, seed: int, fns: dict[str, MetricFn]) -> None:
+        for bucket, rows_in in groups.items():
+            rows = np.asarray(rows_in, dtype=np.int64)
+            rows_out.extend({"model": model, "seed": seed, "bucket": bucket, "metric": name, "value": fn(rows)}
+                            for name, fn in fns.items())
+
+    runs: Runs = {}
+    for model, seed_index, seed in tqdm([(m["name"], i, s) for m in models for i, s in enumerate(seeds)],
+                                        desc="scoring", unit="run"):
+        replies = [r["replies"][model][seed_index] for r in records]
+        runs[model, seed_index] = with_expert(replies, [r["expert_score"][model] for r in records])
+        add(model, seed, runs[model, seed_index])
+    add(EXPERT, 0, reply_only(experts))
+    return pd.DataFrame(rows_out, columns=["model", "seed", "bucket", "metric", "value"]), runs
 
 
 @torch.no_grad()
@@ -374,7 +394,3 @@ def _batched_scores(score: DiscriminatorScore, contexts: list[Context], replies:
     if len(values) != len(replies):
         raise ValueError(f"the discriminator gave {len(values)} scores for {len(replies)} replies")
     return values
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan

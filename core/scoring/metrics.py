@@ -30,6 +30,23 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], max_order: int = 
     return _bleu(max_order).corpus_score(list(hypotheses), [list(references)]).score
 
 
+def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str], max_order: int = 4) -> np.ndarray:
+    """Each hypothesis's sufficient statistics of corpus BLEU (lengths, n-gram matches and counts), one row per
+    hypothesis: any subset's corpus BLEU is `bleu_from_statistics` of its rows, with no tokenising again. This is
+    how sacrebleu's own paired bootstrap resamples BLEU."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"bleu: {len(hypotheses)} hypotheses but {len(references)} references")
+    rows = _bleu(max_order)._extract_corpus_statistics(list(hypotheses), [list(references)])
+    return np.asarray(rows, dtype=np.int64).reshape(len(hypotheses), -1)
+
+
+def bleu_from_statistics(statistics: np.ndarray, max_order: int = 4) -> float:
+    """Corpus BLEU in [0, 100] of the hypotheses whose `bleu_statistics` rows are given."""
+    if len(statistics) == 0:
+        return math.nan
+    return _bleu(max_order)._compute_score_from_stats(statistics.sum(axis=0).tolist()).score
+
+
 def bleu_signature(max_order: int = 4) -> str:
     """sacrebleu's signature string (tokenisation, case, smoothing, version), for the report."""
     metric = _bleu(max_order)
@@ -48,7 +65,16 @@ def words(text: str) -> list[str]:
 
 def distinct_n(texts: Iterable[str], n: int) -> float:
     """Corpus-level Distinct-n x100: distinct n-grams over all n-grams across every reply (Li et al., 2016)."""
-    grams = [tuple(tokens[i:i + n]) for tokens in map(words, texts) for i in range(len(tokens) - n + 1)]
+    return distinct_of_ngrams([ngrams(words(text), n) for text in texts])
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_of_ngrams(per_reply: Iterable[Sequence[tuple[str, ...]]]) -> float:
+    """Distinct-n x100 from each reply's n-grams (`ngrams(words(reply), n)`), so a resample need not tokenise."""
+    grams = [gram for reply in per_reply for gram in reply]
     return 100.0 * len(set(grams)) / len(grams) if grams else math.nan
 
 

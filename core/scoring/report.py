@@ -1,5 +1,5 @@
 """Write evaluation results: a Table-2-shaped Markdown table and CSV, Figure-5/6-style plots, Table-3-style
-example replies, and a JSON summary."""
+example replies, a JSON summary, and the quality bar (EmpathyGAIL against GPT-2+MLE, core.scoring.compare)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from core.scoring.compare import bar_json, bar_markdown, quality_bar  # noqa: E402
 from core.scoring.evaluate import EXPERT, METRICS, SEED_FREE, EvalResults  # noqa: E402
 from core.scoring.metrics import ALL, BUCKETS  # noqa: E402
 
@@ -30,7 +31,13 @@ def write_report(results: EvalResults, out: str | Path, n_examples: int = 6, see
     files = {"table_md": out / "table.md", "table_csv": out / "table.csv", "per_seed_csv": out / "per_seed.csv",
              "perplexity_png": out / "perplexity_by_turns.png", "bleu_png": out / "bleu_by_turns.png",
              "examples_md": out / "examples.md", "summary_json": out / "summary.json"}
-    files["table_md"].write_text(markdown_table(table, results.meta, bucket_sizes(results.records)))
+    resamples = results.meta.get("bootstrap", 1000)
+    verdicts = quality_bar(results, resamples=resamples)
+    files["table_md"].write_text(markdown_table(table, results.meta, bucket_sizes(results.records))
+                                 + ("\n" + bar_markdown(verdicts, resamples) if verdicts else ""))
+    if verdicts:
+        files["quality_bar_json"] = out / "quality_bar.json"
+        files["quality_bar_json"].write_text(json.dumps(_finite(bar_json(verdicts)), indent=2) + "\n")
     wide_table(table).to_csv(files["table_csv"], index=False)
     results.scores.to_csv(files["per_seed_csv"], index=False)
     plot_by_turns(table, [("ppl_token", "per token"), ("ppl_word", "per word")],
