@@ -1,9 +1,10 @@
-"""Train tab: a short MLE, TextGAIL or EmpathyGAIL run in the background, with live curves and a stop button.
+"""Train tab: a short MLE, TextGAIL or EmpathyGAIL run in a child process, with live curves and a stop button.
 
 The run starts from a model the app already serves and is configured as `python -m core train` configures it (the
 recipe's configs/<algorithm>.yaml, an optional size preset), with the visitor's few hyperparameters on top,
-capped in steps, data and batch size (Settings). The exported model lands in the
-app's models folder, so Chat and Compare list it as soon as it is written.
+capped in steps, data and batch size (Settings). `demo.jobs` runs it in a process of its own (reproducible while
+people chat, and off the server's threads) and follows its metrics and events files. The exported model lands in
+the app's models folder, so Chat and Compare list it as soon as it is written.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def _context_size(model_dir: Path) -> int:
 
 
 def build_config(settings: Settings, request: Request, base_dir: Path, name: str):
-    """(train function, config) for this run: configs/<algorithm>.yaml and the preset, as `python -m core train`
-    builds them, then the visitor's values, then the app's caps and paths."""
+    """The config of this run: configs/<algorithm>.yaml and the preset, as `python -m core train` builds them, then
+    the visitor's values, then the app's caps and paths."""
     cli = recipes()
     where = [f"name={name}", f"run_dir={settings.work_dir / 'runs' / name}",
              f"output_dir={settings.models_dir / name}", f"seed={request.seed}", f"data.data_dir={settings.data_dir}"]
@@ -109,24 +110,8 @@ def build_config(settings: Settings, request: Request, base_dir: Path, name: str
             f"shaping_prior_samples={min(settings.max_train_examples, 500)}",
             f"emotion_model={emotion if uses_emotion else 'null'}",
             *([f"discriminator.emotion_model={emotion}"] if uses_emotion else [])]
-    config = cli.build_config(request.algorithm, None, None if request.preset == NO_PRESET else request.preset,
-                              overrides)
-    return cli.recipe(request.algorithm)[1], config
-
-
-def load_capped_data(data_config, max_examples: int, seed: int):
-    """The recipe's expert trajectories, with the training split cut to the cap (a seeded random subset)."""
-    from core.data import load_trajectories
-
-    data = load_trajectories(data_config)
-    train = data["train"]
-    if len(train) > max_examples:
-        train = train.shuffle(seed=seed).select(range(max_examples))
-    valid = data["valid"].select(range(min(VALID_ROWS, len(data["valid"]))))
-    if len(train) == 0 or len(valid) == 0:
-        raise ValueError(f"the data in {data_config.data_dir} has {len(train)} training and {len(valid)} "
-                         f"validation trajectories from {', '.join(data_config.sources)}; a run needs both")
-    return type(data)({"train": train, "valid": valid, "test": data["test"]})
+    return cli.build_config(request.algorithm, None, None if request.preset == NO_PRESET else request.preset,
+                            overrides)
 
 
 def start(runner: jobs.JobRunner, store: ModelStore, settings: Settings, algorithm: Any, preset: Any, base: Any,
@@ -148,21 +133,17 @@ def start(runner: jobs.JobRunner, store: ModelStore, settings: Settings, algorit
                 f"app with `--data-dir` pointing at the datasets (see README, Data).")
     name = f"{request.algorithm}-app-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        train, config = build_config(settings, request, base_dir, name)
+        config = build_config(settings, request, base_dir, name)
     except (ValueError, NotAvailable, OSError) as error:
         return f"⚠️ {error}"
 
-    def run(callbacks):
-        for callback in callbacks:
-            callback.on_event("loading data", {"dir": str(settings.data_dir)})
-        return train(config, callbacks, dataset=load_capped_data(config.data, settings.max_train_examples,
-                                                                 request.seed))
-
     total = config.max_steps if request.algorithm == "mle" else config.iterations  # GAIL: D pre-training too
     try:
-        runner.start(name, total, run)
+        runner.start(name, total, jobs.Run(request.algorithm, config, settings.max_train_examples, VALID_ROWS))
     except jobs.Busy as error:
         return f"⚠️ {error}."
+    except OSError as error:  # the work dir cannot be written, or no process can be started
+        return f"⚠️ The training process could not start: {error}"
     return f"Started **{name}**: {request.algorithm} from `{request.base}`, {request.steps} steps."
 
 

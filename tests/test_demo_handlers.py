@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -284,39 +286,6 @@ def form(**changes):
     return list({**FORM, **changes}.values())
 
 
-def test_one_run_at_a_time_and_stop():
-    runner = jobs.JobRunner()
-    release = []
-
-    def run(callbacks):
-        step = 0
-        while not callbacks[0].should_stop():
-            step += 1
-            callbacks[0].on_step(step, {"loss": 1.0 / step, "note": "text is dropped"})
-            if step == 3:
-                release.append(True)
-        callbacks[0].on_event("stop", {"step": step})
-        return "somewhere"
-
-    runner.start("a", 10, run)
-    with pytest.raises(jobs.Busy, match="already going"):
-        runner.start("b", 10, run)
-    while not release:
-        pass
-    assert runner.stop() is True
-    job = runner.wait(10)
-    assert job.state == jobs.STOPPED and job.metrics[0] == {"step": 1, "loss": 1.0} and "stop" in job.events[-1]
-    assert runner.stop() is False
-
-
-def test_a_failing_run_is_reported_not_raised():
-    runner = jobs.JobRunner()
-    runner.start("bad", 1, lambda callbacks: 1 / 0)
-    job = runner.wait(10)
-    assert job.state == jobs.FAILED and "ZeroDivisionError" in job.error
-    assert "failed" in train.progress_html(job)
-
-
 def test_training_request_without_data_is_refused(store, settings):
     runner = jobs.JobRunner()
     message = train.start(runner, store, settings, *form())
@@ -330,7 +299,7 @@ def test_gail_request_is_capped(store, settings):
     request = train.parse_request(settings, *form(algorithm="empathygail", steps=10_000, batch_size=999, lr="x",
                                                   kl_coef=-3))
     assert (request.steps, request.batch_size, request.lr, request.kl_coef) == (200, 16, 1e-5, 0.0)
-    _, config = train.build_config(settings, request, Path(store.card("MLE").path), "run")
+    config = train.build_config(settings, request, Path(store.card("MLE").path), "run")
     assert config.steps == 200 and config.buffer_size == 32 and config.algorithm == "empathygail"
     assert Path(config.output_dir) == settings.models_dir / "run" and config.init_from == store.card("MLE").path
     assert config.emotion_model == str(settings.emotion_dir)
@@ -354,6 +323,22 @@ def test_a_stopped_run_still_saves_its_model(with_data):
     job = runner.wait(120)
     assert job.state == jobs.STOPPED, job.error
     assert job.step < 200 and job.name in store.labels() and store.card(job.name).steps == job.step
+    assert job.pid not in (0, os.getpid()) and "stopped" in train.progress_html(job)
+
+
+def test_a_failing_run_shows_one_line_and_frees_the_form(with_data, tmp_path):
+    junk = tmp_path / "junk-data"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not a dataset")
+    settings = replace(with_data, data_dir=junk)
+    store, runner = ModelStore(settings), jobs.JobRunner()
+    assert "Started" in train.start(runner, store, settings, *form())
+    job = runner.wait(120)
+    assert job.state == jobs.FAILED and "not found" in job.error and str(junk) in job.error
+    progress, *_, events, start_button, stop_button, seen, shown, model, missing = train.poll(
+        runner, store, "", "", "EmpathyGAIL")
+    assert "failed" in progress and "⚠️" in progress and "Traceback" not in progress and "Traceback" not in events
+    assert start_button["interactive"] is True and stop_button["interactive"] is False and seen == ""
 
 
 def test_a_tiny_mle_run_finishes_and_its_model_can_chat(with_data):
