@@ -19,7 +19,8 @@ from pathlib import Path
 
 from core.bench_options import SECTIONS, BenchOptions
 
-SIZES = {"tiny": 8192, "small": 8192, "gpt2-124m": 50259}  # size -> vocabulary (8k BPE, or GPT-2's + 2 tags)
+# size -> vocabulary: None is the preset's own BPE (configs/presets/<size>.yaml), 50259 GPT-2's + the 2 tags
+SIZES = {"tiny": None, "small": None, "gpt2-124m": 50259}
 # Sections that measure something other than the generator's speed: name -> (module whose main(<option>) prints
 # its figures and returns an exit status, that option). `all` means the speed sections only.
 STANDALONE = {"safety": ("core.safety_bench", "data_dir"), "serve": ("core.serve_bench", "checkpoints_dir")}
@@ -61,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
 def _speed(args: argparse.Namespace, sections: list[str]) -> int:
     from core import bench
     from core.cli.train import build_config
+    from core.engine.pipeline import pipeline_config
 
     options = BenchOptions(**{f.name: getattr(args, f.name) for f in fields(BenchOptions)})
     config = build_config("pretrain", preset=args.size)
     setup = bench.prepare(args.size, config.generator, _tokenizer(config.tokenizer, args.size), options,
-                          vocab_size=SIZES[args.size], device=args.device)
+                          vocab_size=SIZES[args.size] or pipeline_config(args.size).vocab_size, device=args.device)
     results = {}
     for name in SECTIONS if "all" in sections else dict.fromkeys(sections):
         results[name] = bench.SECTIONS[name](setup, options)
