@@ -135,7 +135,7 @@ def _mib(size: int) -> str:
 
 def ship(preset: str, deadline_s: float, out: Path) -> int:
     """Train every stage, evaluate, pack; returns 0 when everything finished in time."""
-    started = time.monotonic()
+    started, began = time.monotonic(), time.time()
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG
     env = {**os.environ, "TQDM_MININTERVAL": "30", "PYTHONUNBUFFERED": "1"}  # a progress line per 30 s in the log
@@ -147,8 +147,11 @@ def ship(preset: str, deadline_s: float, out: Path) -> int:
         command = [sys.executable, "-m", "core", "train", "all", "--preset", preset, "--stages", ",".join(stages)]
         # Evaluation needs every model: after a training step that did not finish, pack what there is.
         finished[name] = left > 0 and all(finished.values()) and _run(name, command, env, log, timeout=left)
-    parts = pack(shipped_paths(preset), REPO, out, extra={"preset": preset, "finished": finished,
-                                                          "wall_time_s": round(time.monotonic() - started, 1)})
+    # Only what this call wrote: the tree that travelled holds the previous results/ too, which must not come back
+    # as if they were new.
+    made = [path for path in shipped_paths(preset) if _written_since(path, began)]
+    parts = pack(made, REPO, out, extra={"preset": preset, "finished": finished,
+                                         "wall_time_s": round(time.monotonic() - started, 1)})
     print(f"packed {len(parts)} part(s) into {out}; finished: {finished}")
     return 0 if all(finished.values()) else 1
 
@@ -188,6 +191,11 @@ def _run(name: str, command: list[str], env: dict[str, str], log: Path, timeout:
         file.write(f"-> {code} after {time.monotonic() - began:.0f} s\n")
     print(log.read_text()[-4000:] if code != 0 else f"{name}: done in {time.monotonic() - began:.0f} s")
     return code == 0
+
+
+def _written_since(path: Path, since: float) -> bool:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    return any(file.stat().st_mtime >= since for file in files)
 
 
 def shipped_paths(preset: str) -> list[Path]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from core.scoring import metrics
-from core.scoring.compare import BAR, Criterion, bar_markdown, quality_bar
+from core.scoring.compare import Criterion, bar_markdown, pairs, quality_bar
 from core.scoring.evaluate import EvalResults
 
 
@@ -33,14 +33,16 @@ def test_clear_gaps_are_clear_and_small_ones_are_noise():
     results = _results({"bleu": 5 + noise, "distinct2": 50 + noise + 0.02, "ppl_word": np.full(n, 40.0)},
                        {"bleu": 3 + noise, "distinct2": 50 + rng.normal(0, 1, n), "ppl_word": np.full(n, 50.0)},
                        ["empatheticdialogues", "dailydialog"] * (n // 2))
-    verdicts = {v.criterion.split(":")[0]: v for v in quality_bar(results, resamples=300)}
+    assert pairs(results) == [("egail", "mle-model")]
+    verdicts = {v.criterion.split(":")[0]: v for v in quality_bar(results, "egail", "mle-model", resamples=300)}
     bleu = verdicts["BLEU"]
     assert math.isclose(bleu.statistic, 2.0, abs_tol=1e-9) and bleu.low > 0 and bleu.verdict == "met clearly"
     assert verdicts["Distinct-2 (%)"].verdict.endswith("within noise")
     ed = verdicts["Perplexity per word on empatheticdialogues"]  # GPT-2+MLE at most 55: 50 on the ED rows
     assert math.isclose(ed.statistic, 50.0005) and ed.verdict == "met clearly"  # the seed mean of 50, 50.001
     assert verdicts["Emotion accuracy (%)"].verdict == "not measured" and not verdicts["Emotion accuracy (%)"].met
-    ratio = [v for v in quality_bar(results, resamples=50) if v.criterion.startswith("Perplexity per word:")][0]
+    ratio = [v for v in quality_bar(results, "egail", "mle-model", resamples=50)
+             if v.criterion.startswith("Perplexity per word:")][0]
     assert math.isclose(ratio.statistic, (40 + 0.0005) / (50 + 0.0005)) and ratio.verdict == "met clearly"
 
 
@@ -48,18 +50,20 @@ def test_a_worse_candidate_misses_clearly_and_the_section_says_the_bar_is_not_me
     n = 200
     results = _results({"bleu": np.r_[np.zeros(n // 2), np.ones(n // 2)]},
                        {"bleu": np.r_[np.ones(n // 2) * 3, np.ones(n // 2) * 4]}, ["dailydialog"] * n)
-    (verdict,) = quality_bar(results, [Criterion("bleu", "at_least")], resamples=200)
+    (verdict,) = quality_bar(results, "egail", "mle-model", [Criterion("bleu", "at_least")], resamples=200)
     assert verdict.statistic == -3.0 and verdict.high < 0 and verdict.verdict == "missed clearly"
-    text = bar_markdown([verdict], 200)
+    text = bar_markdown([verdict], 200, "egail", "mle-model")
     assert "missed clearly" in text and "the bar is not met" in text
 
 
 def test_no_intervals_without_resamples_and_no_bar_without_the_pair():
     results = _results({"bleu": np.ones(10)}, {"bleu": np.zeros(10)}, ["dailydialog"] * 10)
-    (verdict,) = quality_bar(results, [Criterion("bleu", "at_least")], resamples=0)
+    (verdict,) = quality_bar(results, "egail", "mle-model", [Criterion("bleu", "at_least")], resamples=0)
     assert verdict.met and verdict.verdict == "met" and math.isnan(verdict.low)
+    results.meta["models"].append({"name": "egail-2", "algorithm": "empathygail"})
+    assert pairs(results) == [("egail", "mle-model"), ("egail-2", "mle-model")]  # each candidate is judged
     results.meta["models"] = results.meta["models"][:1]
-    assert quality_bar(results, BAR) == []
+    assert pairs(results) == []  # no GPT-2+MLE model: no bar
 
 
 def test_bleu_from_statistics_of_any_rows_is_corpus_bleu_of_those_rows():

@@ -72,8 +72,9 @@ def test_end_to_end_writes_every_file_and_rescore_reproduces_it(tiny_models, tmp
         assert path.is_file() and path.stat().st_size > 0, path
     assert files["perplexity_png"].read_bytes()[:4] == b"\x89PNG"
     bar = json.loads(files["quality_bar_json"].read_text())  # an EmpathyGAIL and an MLE model: the bar is judged
-    assert len(bar) == 5 and all(v["verdict"] for v in bar)
-    assert "## Quality bar: EmpathyGAIL against GPT-2+MLE" in files["table_md"].read_text()
+    assert [(b["candidate"], b["baseline"]) for b in bar] == [("tiny-gail", "tiny-mle")]
+    assert len(bar[0]["verdicts"]) == 5 and all(v["verdict"] for v in bar[0]["verdicts"])
+    assert "## Quality bar: tiny-gail (EmpathyGAIL) against tiny-mle (GPT-2+MLE)" in files["table_md"].read_text()
 
     table = results.table()
     models = {"tiny-mle", "tiny-gail"}

@@ -104,20 +104,32 @@ def test_travel_size_counts_tracked_and_unignored_files_and_the_staged_folder(tm
     assert gpu_ship.travel_size(tmp_path) == 1000 + 300 + 500 + len("/runs/\n")
 
 
-def test_ship_packs_what_finished_and_skips_evaluation_after_a_training_timeout(tmp_path, monkeypatch):
+def test_ship_packs_what_this_call_wrote_and_skips_evaluation_after_a_training_timeout(tmp_path, monkeypatch):
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    (repo / "results").mkdir(parents=True)
+    (repo / "results" / "table.md").write_text("the previous results, which travelled with the tree")
     calls = []
 
     def run(name, command, env, log, timeout):
         calls.append((name, timeout))
-        return name != "training"  # training ran out of time
+        if name == "training":  # the base model finished, then training ran out of time
+            (repo / "checkpoints" / "pretrain").mkdir(parents=True)
+            (repo / "checkpoints" / "pretrain" / "model.safetensors").write_text("weights")
+        return name != "training"
 
+    monkeypatch.setattr(gpu_ship, "REPO", repo)
     monkeypatch.setattr(gpu_ship, "_run", run)
-    monkeypatch.setattr(gpu_ship, "shipped_paths", lambda preset: [])
-    assert gpu_ship.ship("tiny", deadline_s=100, out=tmp_path) == 1
+    monkeypatch.setattr(gpu_ship, "shipped_paths", lambda preset: [repo / "checkpoints" / "pretrain",
+                                                                   repo / "checkpoints" / "mle", repo / "results"])
+    assert gpu_ship.ship("tiny", deadline_s=100, out=out) == 1
     assert [name for name, _ in calls] == ["versions", "training"]
     assert calls[1][1] <= 100 - gpu_ship.PACK_RESERVE_S
-    manifest = json.loads((tmp_path / gpu_ship.MANIFEST).read_text())
+    manifest = json.loads((out / gpu_ship.MANIFEST).read_text())
     assert manifest["finished"] == {"training": False, "evaluate": False} and manifest["preset"] == "tiny"
+    back = tmp_path / "back"
+    (back / "results").mkdir(parents=True)
+    placed = gpu_ship.unpack(out, back)
+    assert [p.relative_to(back).as_posix() for p in placed] == ["checkpoints/pretrain"]  # not the old results
 
 
 def test_the_shipped_size_fits_the_checkpoint_budget(tmp_path):

@@ -197,6 +197,7 @@ def test_a_time_budget_ends_the_run_complete_and_the_export_is_float16(tmp_path,
     out = train_mle(_config(tmp_path, tokenizer_dir, max_steps=50, max_seconds=1e-9), dataset=data)
     card = load_responder(out).card
     assert card.steps == 1 and card.metrics["complete"] and card.metrics["stop_reason"] == "time budget"
+    assert card.metrics["valid_ppl"] > 1  # evaluated at the step it stopped, though eval_every is 3
     assert {t.dtype for t in _weights(out).values()} == {torch.float16}
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint-00000001"  # float32 checkpoint to resume from
     events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]

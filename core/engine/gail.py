@@ -381,6 +381,11 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
             callbacks.on_event("checkpoint", {"step": done})
         accelerator.wait_for_everyone()
 
+    def evaluate(done: int) -> None:
+        metrics["valid_ppl"] = perplexity(models.raw_generator, valid_examples, config.forward_batch_size,
+                                          models.tokenizer.pad_token_id, accelerator)
+        callbacks.on_event("eval", {"step": done, "valid_ppl": metrics["valid_ppl"]})
+
     total = config.iterations
     callbacks.on_event("start", {"algorithm": config.algorithm, "step": iteration, "total_steps": total,
                                  "pretrain_iterations": config.pretrain_iterations, "config": to_dict(config)})
@@ -394,9 +399,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
             metrics["samples_per_s"] = config.buffer_size / (time.time() - tick)
             iteration += 1
             if iteration % config.eval_every == 0 or iteration == total:
-                metrics["valid_ppl"] = perplexity(models.raw_generator, valid_examples, config.forward_batch_size,
-                                                  models.tokenizer.pad_token_id, accelerator)
-                callbacks.on_event("eval", {"step": iteration, "valid_ppl": metrics["valid_ppl"]})
+                evaluate(iteration)
             if iteration % config.log_every == 0 or iteration == total:
                 callbacks.on_step(iteration, metrics)
             progress.set_postfix({k: f"{metrics[k]:.3g}" for k in ("d_accuracy", "reward_d", "valid_ppl")
@@ -413,6 +416,8 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
         raise
     finally:
         progress.close()
+    if stop and iteration % config.eval_every:
+        evaluate(iteration)  # a run that stopped between evaluations: its card reports the weights it exports
 
     out = Path(config.output_dir).resolve()
     if main:

@@ -250,6 +250,10 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
             callbacks.on_event("checkpoint", {"step": done})
         accelerator.wait_for_everyone()
 
+    def evaluate(done: int) -> None:
+        metrics["valid_ppl"] = perplexity(raw, valid_examples, config.batch_size, tokenizer.pad_token_id, accelerator)
+        callbacks.on_event("eval", {"step": done, "valid_ppl": metrics["valid_ppl"]})
+
     callbacks.on_event("start", {"algorithm": algorithm, "step": step, "total_steps": total,
                                  "train_examples": len(train_examples), "config": to_dict(config)})
     progress = tqdm(total=total, initial=step, desc=f"{algorithm} {config.name}", disable=not main)
@@ -280,9 +284,7 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
                            "tokens_per_s": tokens / busy, "epoch": step / batches.steps_per_epoch}
                 losses, tokens, busy = [], 0, 0.0
             if step % config.eval_every == 0 or step == total:
-                metrics["valid_ppl"] = perplexity(raw, valid_examples, config.batch_size, tokenizer.pad_token_id,
-                                                  accelerator)
-                callbacks.on_event("eval", {"step": step, "valid_ppl": metrics["valid_ppl"]})
+                evaluate(step)
             if log:
                 callbacks.on_step(step, metrics)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "valid_ppl")})
@@ -298,6 +300,8 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
         raise
     finally:
         progress.close()
+    if stop and step % config.eval_every:
+        evaluate(step)  # a run that stopped between evaluations: its card reports the weights it exports
 
     out = Path(config.output_dir).resolve()
     if main:

@@ -59,13 +59,18 @@ class Verdict:
     verdict: str  # met clearly | met, within noise | missed, within noise | missed clearly | not measured
 
 
-def quality_bar(results: EvalResults, criteria: Sequence[Criterion] = BAR, resamples: int = 1000,
-                seed: int = 0) -> list[Verdict]:
-    """The verdict on each criterion, or [] when the results hold no EmpathyGAIL and GPT-2+MLE pair."""
-    by_algorithm = {m.get("algorithm"): m["name"] for m in results.meta["models"]}
-    if CANDIDATE not in by_algorithm or BASELINE not in by_algorithm:
-        return []
-    names = {"candidate": by_algorithm[CANDIDATE], "baseline": by_algorithm[BASELINE]}
+def pairs(results: EvalResults) -> list[tuple[str, str]]:
+    """(candidate, baseline) model names: every EmpathyGAIL model against the first GPT-2+MLE one, by the
+    algorithm their cards name (none without both)."""
+    baselines = [m["name"] for m in results.meta["models"] if m.get("algorithm") == BASELINE]
+    return [(m["name"], baselines[0]) for m in results.meta["models"]
+            if m.get("algorithm") == CANDIDATE and baselines]
+
+
+def quality_bar(results: EvalResults, candidate: str, baseline: str, criteria: Sequence[Criterion] = BAR,
+                resamples: int = 1000, seed: int = 0) -> list[Verdict]:
+    """The verdict on each criterion for the two named models of `results`."""
+    names = {"candidate": candidate, "baseline": baseline}
     n_seeds = len(results.meta["seeds"])
     rng = np.random.default_rng(seed)
     verdicts = []
@@ -120,11 +125,9 @@ def _verdict(criterion: Criterion, met: bool, low: float, high: float) -> str:
     return "met, within noise" if met else "missed, within noise"
 
 
-def bar_markdown(verdicts: Sequence[Verdict], resamples: int) -> str:
+def bar_markdown(verdicts: Sequence[Verdict], resamples: int, candidate: str, baseline: str) -> str:
     """The bar as a Markdown section for table.md."""
-    if not verdicts:
-        return ""
-    lines = ["## Quality bar: EmpathyGAIL against GPT-2+MLE", "",
+    lines = [f"## Quality bar: {candidate} (EmpathyGAIL) against {baseline} (GPT-2+MLE)", "",
              f"Point estimates on the test examples above (mean over sampling seeds); [2.5%, 97.5%] from a paired "
              f"bootstrap over examples ({resamples} resamples). The statistic is the difference EmpathyGAIL - "
              "GPT-2+MLE, their ratio, or one model's own value, as the criterion reads.", "",

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from core.scoring.compare import bar_json, bar_markdown, quality_bar  # noqa: E402
+from core.scoring.compare import bar_json, bar_markdown, pairs, quality_bar  # noqa: E402
 from core.scoring.evaluate import EXPERT, METRICS, SEED_FREE, EvalResults  # noqa: E402
 from core.scoring.metrics import ALL, BUCKETS  # noqa: E402
 
@@ -32,12 +32,13 @@ def write_report(results: EvalResults, out: str | Path, n_examples: int = 6, see
              "perplexity_png": out / "perplexity_by_turns.png", "bleu_png": out / "bleu_by_turns.png",
              "examples_md": out / "examples.md", "summary_json": out / "summary.json"}
     resamples = results.meta.get("bootstrap", 1000)
-    verdicts = quality_bar(results, resamples=resamples)
-    files["table_md"].write_text(markdown_table(table, results.meta, bucket_sizes(results.records))
-                                 + ("\n" + bar_markdown(verdicts, resamples) if verdicts else ""))
-    if verdicts:
+    bars = {pair: quality_bar(results, *pair, resamples=resamples) for pair in pairs(results)}
+    files["table_md"].write_text(markdown_table(table, results.meta, bucket_sizes(results.records)) + "".join(
+        "\n" + bar_markdown(verdicts, resamples, *pair) for pair, verdicts in bars.items()))
+    if bars:
         files["quality_bar_json"] = out / "quality_bar.json"
-        files["quality_bar_json"].write_text(json.dumps(_finite(bar_json(verdicts)), indent=2) + "\n")
+        files["quality_bar_json"].write_text(json.dumps(_finite(
+            [{"candidate": c, "baseline": b, "verdicts": bar_json(v)} for (c, b), v in bars.items()]), indent=2) + "\n")
     wide_table(table).to_csv(files["table_csv"], index=False)
     results.scores.to_csv(files["per_seed_csv"], index=False)
     plot_by_turns(table, [("ppl_token", "per token"), ("ppl_word", "per word")],
