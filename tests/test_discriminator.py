@@ -1,6 +1,8 @@
 """The discriminator: learns a separable toy set in both modes, hides history when told, reads the emotional
 course, and round-trips through save_pretrained/from_pretrained."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -129,3 +131,32 @@ def test_bad_settings_are_named(tmp_path):
         DiscriminatorConfig(use_emotion_features=True)
     with pytest.raises(FileNotFoundError, match="config.json is missing"):
         Discriminator.from_pretrained(tmp_path)
+
+
+def test_a_frozen_encoder_with_trained_top_layers_saves_only_those_in_float16(tmp_path):
+    """What ships beside a GAIL model: the head and the top layer it trained, not the pretrained encoder."""
+    config = DiscriminatorConfig(mode="binary", use_history=True, use_emotion_features=False,
+                                 encoder=EncoderConfig(name_or_path="scratch", n_layer=3, n_embd=32, n_head=2))
+    scratch_dir = tmp_path / "pretrained"
+    Discriminator(config).encoder.model.save_pretrained(scratch_dir)  # stands in for MiniLM
+    Discriminator(config).encoder.tokenizer.save_pretrained(scratch_dir)
+    config = dataclasses.replace(config, encoder=EncoderConfig(name_or_path=str(scratch_dir), freeze=True,
+                                                               train_top_layers=1))
+    d = Discriminator(config)
+    trainable = {name for name, p in d.named_parameters() if p.requires_grad}
+    assert any(".encoder.layer.2." in n for n in trainable) and not any(".layer.1." in n for n in trainable)
+    with torch.no_grad():
+        for name, p in d.named_parameters():
+            if p.requires_grad:
+                p.add_(0.5)  # as if trained
+    d.save_pretrained(tmp_path / "d", "float16")
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "d" / "model.safetensors"))
+    assert {t.dtype for t in saved.values()} == {torch.float16}
+    assert set(saved) == {n for n in d.saved_state()} and any(".layer.2." in n for n in saved)
+    assert not any(".layer.0." in n or "embeddings" in n for n in saved)
+    back = Discriminator.from_pretrained(tmp_path / "d")
+    for (name, p), q in zip(d.state_dict().items(), back.state_dict().values()):
+        if ".pooler." not in name:  # unused (mean pooling) and absent from the stand-in's file: drawn afresh
+            assert torch.allclose(p, q, atol=2e-3), name  # trained layers from the file, the rest from the source

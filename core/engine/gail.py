@@ -428,18 +428,18 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
                          wall_time_s=round(wall_before + time.time() - started, 1),
                          hardware=hardware_name(accelerator.device, world))
         export_model(models.raw_generator, models.tokenizer, card, out, dtype=config.export_dtype)
-        save_discriminator(models.raw_discriminator, out / DISCRIMINATOR_DIR)
+        save_discriminator(models.raw_discriminator, out / DISCRIMINATOR_DIR, config.export_dtype)
         write_checksums(out)  # again: the model's listing must cover its discriminator too
     accelerator.wait_for_everyone()
     callbacks.on_event("end", {"step": iteration, "output_dir": str(out)})
     return out
 
 
-def save_discriminator(discriminator: Discriminator, directory: Path) -> Path:
+def save_discriminator(discriminator: Discriminator, directory: Path, dtype: str | None = None) -> Path:
     """Written to a temporary sibling first, then renamed, so a reader never finds half a discriminator."""
     tmp = directory.with_name(f".tmp-{directory.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    discriminator.save_pretrained(tmp)
+    discriminator.save_pretrained(tmp, dtype)
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
     return directory

@@ -143,8 +143,8 @@ class Discriminator(EncoderModel):
     def saved_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in super().saved_state().items() if not k.startswith("emotion.")}
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        directory = super().save_pretrained(directory)
+    def save_pretrained(self, directory: str | Path, dtype: str | None = None) -> Path:
+        directory = super().save_pretrained(directory, dtype)
         if self.emotion is not None:
             self.emotion.save_pretrained(directory / EMOTION_DIR)
             config = json.loads((directory / CONFIG_FILE).read_text())

@@ -181,7 +181,7 @@ def train_emotion(config: EmotionTrainConfig, callbacks: Sequence = (), dataset=
         raise ValueError(f"no labelled {config.model.labels} texts in the training split of {config.data.sources}")
 
     model = EmotionClassifier(config.model)
-    frozen = config.model.encoder.freeze
+    frozen = config.model.encoder.freeze and not config.model.encoder.train_top_layers  # fixed features
     start = time.time()
     if frozen:
         cached = {name: model.features(split[0]) for name, split in splits.items()}

