@@ -59,8 +59,7 @@ TRAINING = ("tokenizer", "pretrain", "mle", "emotion", "rl_seq2seq", "textgail",
 
 def stage(data_dir: Path, out: Path = STAGE_DIR, wheels: bool = True) -> int:
     """Write what the device needs into `out` (ignored by git, carried by the call); returns the travel size."""
-    out.mkdir(parents=True, exist_ok=True)
-    _ignore(out)
+    out.mkdir(parents=True, exist_ok=True)  # .gitignore keeps it out of commits; the device call carries it
     with tarfile.open(out / "data.tar.xz", "w:xz") as archive:
         for name in DATA_PATHS:
             if not (data_dir / name).exists():
@@ -78,15 +77,6 @@ def stage(data_dir: Path, out: Path = STAGE_DIR, wheels: bool = True) -> int:
                          "missing, so move the preview models aside first, e.g. mkdir -p /tmp/preview && mv "
                          + " ".join(str(p.relative_to(REPO)) for _, p in biggest) + " /tmp/preview/")
     return size
-
-
-def _ignore(path: Path) -> None:
-    exclude = REPO / ".git" / "info" / "exclude"
-    line = f"/{path.relative_to(REPO)}/"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    if line not in (exclude.read_text().splitlines() if exclude.is_file() else []):
-        with exclude.open("a") as file:
-            file.write(line + "\n")
 
 
 def _minilm_float16(out: Path) -> None:
