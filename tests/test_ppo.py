@@ -104,3 +104,17 @@ def test_demo_ratio_is_held_during_warmup_then_decays_linearly_to_zero():
     # Without a warm-up the decay starts at once.
     assert ppo.demo_ratio(500, total, 0.3, 0) == pytest.approx(0.15)
     assert [ppo.demo_count(16, r) for r in (0.3, 0.15, 0.0)] == [4, 2, 0]
+
+
+def test_without_length_trend_removes_the_linear_length_signal_and_keeps_the_rest():
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, 30, (256,), generator=generator)
+    quality = torch.randn(256, generator=generator)
+    rewards = 1.0 - 0.05 * lengths + quality  # shorter pays
+    out = ppo.without_length_trend(rewards, lengths)
+    centred = lengths.float() - lengths.float().mean()
+    assert abs(float((centred * (out - out.mean())).sum())) < 1e-3  # no linear length trend left
+    assert torch.isclose(out.mean(), rewards.mean(), atol=1e-5)
+    assert torch.corrcoef(torch.stack([out, quality]))[0, 1] > 0.99  # what does not depend on length stays
+    same = torch.full((4,), 7)
+    assert torch.equal(ppo.without_length_trend(rewards[:4], same), rewards[:4])  # no spread in length: unchanged

@@ -97,6 +97,9 @@ class GAILConfig:
     demo_reward: float = 2.0  # a human demonstration's reward, constant, already normalised (TextGAIL)
     emotion_shaping: bool = True
     shaping_weight: float = 0.5  # reward = D + weight * emotion fit (in [0, 1]), before normalisation
+    # Remove the reward's linear trend in reply length within each buffer: in the CPU previews D preferred short
+    # generated replies (Spearman -0.18), and every GAIL run shortened its replies.
+    length_debias: bool = False
     shaping_prior_samples: int = 2000  # training trajectories that estimate what emotion experts answer with
     emotion_model: str | None = "checkpoints/emotion"
     # Discriminator
@@ -214,6 +217,8 @@ def rewards_for(models: Models, buffer: Buffer, normalizer: ppo.RunningMeanStd, 
                           models.emotion_prior).float()
         reward = reward + config.shaping_weight * fit
         metrics["emotion_fit"] = fit
+    if config.length_debias and gen:
+        reward = ppo.without_length_trend(reward, torch.tensor([len(r.split()) for r in replies]))
     metrics["reward"] = reward
     everywhere = accelerator.gather(reward.to(accelerator.device)) if accelerator.num_processes > 1 else reward
     if len(everywhere):

@@ -126,6 +126,17 @@ class RunningMeanStd:
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), int(state["count"])
 
 
+def without_length_trend(rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Rewards minus their least-squares linear trend in reply length, the mean kept: a discriminator that finds
+    short generated replies safer (fewer tokens to give a small generator away) cannot pay for brevity alone."""
+    x = lengths.float() - lengths.float().mean()
+    variance = (x * x).sum()
+    if len(rewards) < 2 or variance == 0:
+        return rewards
+    slope = (x * (rewards - rewards.mean())).sum() / variance
+    return rewards - slope * x
+
+
 def demo_ratio(step: int, total_steps: int, start: float = 0.3, warmup_steps: int = 100) -> float:
     """Share of human demonstrations in each sample batch at GAIL update `step` (0-based).
 
