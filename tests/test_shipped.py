@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from core import paths
 from core.models.emotion import EmotionClassifier
@@ -23,6 +25,9 @@ def test_a_shipped_model_loads_answers_and_matches_its_card(card):
     listed = set(json.loads((folder / "checksums.json").read_text()))
     assert listed == {str(p.relative_to(folder)) for p in folder.rglob("*.safetensors")}
     assert all(p.stat().st_size <= 16 * 2**20 for p in folder.rglob("*") if p.is_file())
+    stored = {t.dtype for f in folder.glob("*.safetensors") for t in load_file(str(f)).values()}
+    assert stored == {getattr(torch, card.config.get("export_dtype", "float32"))}  # older cards: float32
+    assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) <= 64 * 2**20
     responder = load_responder(folder)
     assert responder.card.algorithm == card.algorithm and responder.card.steps == card.steps > 0
     reply = responder.respond([], "I had a job interview today and I think it went really well.")
