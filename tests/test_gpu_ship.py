@@ -169,3 +169,37 @@ def test_the_shipped_size_fits_the_checkpoint_budget(tmp_path):
     total = (4 * size(gpt2) + size(tmp_path / "s2s") + size(tmp_path / "textgail") + size(tmp_path / "empathygail")
              + 3 * size(tmp_path / "emotion"))
     assert total <= 64 * 2**20, f"{total / 2**20:.1f} MiB"
+
+
+def test_stage_packs_the_data_the_readers_read_and_refuses_a_tree_too_big_to_travel(tmp_path, monkeypatch):
+    import tarfile
+
+    from fixtures_data import write_data_dir
+
+    data = write_data_dir(tmp_path / "data")
+    repo = tmp_path / "repo"
+    (repo / "checkpoints" / "mle").mkdir(parents=True)
+    (repo / "checkpoints" / "mle" / "model.safetensors").write_bytes(b"w" * 50_000)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    monkeypatch.setattr(gpu_ship, "REPO", repo)
+    monkeypatch.setattr(gpu_ship, "_minilm_float16", lambda out: out.mkdir(parents=True, exist_ok=True))  # 45 MB
+    staged = repo / ".device"
+
+    monkeypatch.setattr(gpu_ship, "TRAVEL_LIMIT", 10_000)
+    with pytest.raises(SystemExit, match="mv checkpoints/mle /tmp/preview/"):
+        gpu_ship.stage(data, staged, wheels=False)
+    monkeypatch.setattr(gpu_ship, "TRAVEL_LIMIT", 64 * 2**20)
+    size = gpu_ship.stage(data, staged, wheels=False)
+    with tarfile.open(staged / "data.tar.xz") as archive:
+        names = archive.getnames()
+    assert all(name in names for name in gpu_ship.DATA_PATHS)
+    assert size >= 50_000 + (staged / "data.tar.xz").stat().st_size
+
+    monkeypatch.setenv("EMPATHYGAIL_DATA", str(tmp_path / "nowhere"))  # the device: no data of its own
+    monkeypatch.setattr(gpu_ship, "STAGE_DIR", staged)
+    env = gpu_ship._device_inputs()
+    from core.data import DataConfig, load_trajectories
+
+    unpacked = load_trajectories(DataConfig(data_dir=env["EMPATHYGAIL_DATA"], cache_dir=str(tmp_path / "cache")))
+    assert len(unpacked["train"]) > 0
