@@ -11,7 +11,7 @@ there is the working tree (64 MiB at most) and what comes back is at most 8 file
 The device command (carry [".device"], timeout_s 600):
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
-    .device/whl/*.whl && PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 scripts/gpu_ship.py ship --deadline 540
+    .device/whl/*.whl && PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 scripts/gpu_ship.py ship --deadline 560
 
 The pipeline skips models that exist, so move the preview models out of checkpoints/ first (`stage` says so when
 they would not fit). `ship` keeps its own deadline: training gets what is left after a reserve for packing,
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     staging.add_argument("--no-wheels", action="store_true", help="skip downloading the wheels")
     shipping = commands.add_parser("ship", help="on the device: train all, evaluate, pack into --out")
     shipping.add_argument("--preset", default="h100")
-    shipping.add_argument("--deadline", type=float, default=540, help="seconds for everything, packing included")
+    shipping.add_argument("--deadline", type=float, default=560, help="seconds for everything, packing included")
     shipping.add_argument("--out", default=os.environ.get("OUT"), help="default $OUT")
     unpacking = commands.add_parser("unpack", help="here: put the files that came back into the repository")
     unpacking.add_argument("folder")

@@ -62,9 +62,9 @@ class CallbackList(Callback):
 
 
 class TimeBudget(Callback):
-    """Stops a run once `seconds` of wall time have passed since it was made. A run that ends this way is
-    complete: the budget was its plan (e.g. one GPU call of fixed length), and the model card records the steps
-    it reached."""
+    """Stops a run once `seconds` of wall time have passed since it was made (the trainers make it first, so that
+    loading and encoding the data count too). A run that ends this way is complete: the budget was its plan (e.g.
+    one GPU call of fixed length), and the model card records the steps it reached."""
 
     reason = "time budget"
 

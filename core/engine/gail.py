@@ -113,7 +113,7 @@ class GAILConfig:
     log_every: int = 1
     checkpoint_every: int = 50
     keep_last: int = 3
-    max_seconds: float | None = None  # a time budget: the run ends, complete, after this much wall time
+    max_seconds: float | None = None  # a time budget: the run ends, complete, this long after it began
     export_dtype: str = "float16"  # the exported generator's weights (half the size); checkpoints stay float32
 
     def __post_init__(self) -> None:
@@ -352,6 +352,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
     from core.data import load_trajectories
 
     started = time.time()
+    budget = [TimeBudget(config.max_seconds)] if config.max_seconds else []  # from here: setup counts too
     accelerator = create_accelerator(config.precision)
     main, world = accelerator.is_main_process, accelerator.num_processes
     seed_everything(config.seed)
@@ -373,7 +374,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
         state = trainer.restore(found)
         iteration, wall_before, metrics = state["step"], state["wall_time_s"], state["metrics"]
     callbacks = CallbackList([*([MetricsLogger(run_dir, resume_step=iteration if found else None)] if main else []),
-                              *([TimeBudget(config.max_seconds)] if config.max_seconds else []), *callbacks])
+                              *budget, *callbacks])
     if found is not None:
         callbacks.on_event("resume", {"checkpoint": str(found), "step": iteration})
 

@@ -63,7 +63,7 @@ class MLEConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     keep_last: int = 3
-    max_seconds: float | None = None  # a time budget: the run ends, complete, after this much wall time
+    max_seconds: float | None = None  # a time budget: the run ends, complete, this long after it began
     export_dtype: str = "float16"  # the exported model's weights (half the size); checkpoints stay float32
 
     def __post_init__(self) -> None:
@@ -191,6 +191,7 @@ def train_mle(config: MLEConfig, callbacks: Sequence[Callback] = (),
 def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
            dataset: datasets.DatasetDict | None) -> Path:
     started = time.time()
+    budget = [TimeBudget(config.max_seconds)] if config.max_seconds else []  # from here: setup counts too
     accelerator = create_accelerator(config.precision)
     main, device, world = accelerator.is_main_process, accelerator.device, accelerator.num_processes
     seed_everything(config.seed)
@@ -238,7 +239,7 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
         state = load_checkpoint(found, **parts, rank=accelerator.process_index)  # also restores the RNG
         step, wall_before, metrics = state["step"], state["wall_time_s"], state["metrics"]
     callbacks = CallbackList([*([MetricsLogger(run_dir, resume_step=step if found else None)] if main else []),
-                              *([TimeBudget(config.max_seconds)] if config.max_seconds else []), *callbacks])
+                              *budget, *callbacks])
     if found is not None:
         callbacks.on_event("resume", {"checkpoint": str(found), "step": step})
 

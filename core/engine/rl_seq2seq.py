@@ -91,7 +91,7 @@ class RLSeq2SeqConfig:
     eval_every: int = 500
     checkpoint_every: int = 500
     keep_last: int = 2
-    max_seconds: float | None = None  # a time budget: the run ends, complete, after this much wall time
+    max_seconds: float | None = None  # a time budget: the run ends, complete, this long after it began
     export_dtype: str = "float16"  # the exported model's weights (half the size); checkpoints stay float32
 
     def __post_init__(self) -> None:
@@ -317,6 +317,7 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
     `dataset`: trajectories with the contract's columns (default: `load_trajectories(config.data)`).
     """
     started = time.time()
+    budget = [TimeBudget(config.max_seconds)] if config.max_seconds else []  # from here: setup counts too
     if config.emotion_model is not None and not Path(config.emotion_model).is_dir():
         raise FileNotFoundError(f"emotion model not found: {config.emotion_model} (train it with "
                                 "`python -m core train emotion`, or set emotion_model=null to condition on "
@@ -362,7 +363,7 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
         normalizer.load_state_dict(state["normalizer"])
         print(f"rl_seq2seq: resumed from {checkpoint} at step {step}")
     callbacks = CallbackList([MetricsLogger(config.run_dir, resume_step=resumed),
-                              *([TimeBudget(config.max_seconds)] if config.max_seconds else []), *callbacks])
+                              *budget, *callbacks])
     total = config.mle_steps + config.ppo_steps
     callbacks.on_event("start", {"algorithm": ALGORITHM, "step": step, "total_steps": total,
                                  "train_examples": len(train.pairs), "reward": reward_fn.formula})
