@@ -123,8 +123,13 @@ def _mib(size: int) -> str:
 # --- there: ship ----------------------------------------------------------------------------------------------
 
 
-def ship(preset: str, deadline_s: float, out: Path) -> int:
+def ship(preset: str, deadline_s: float, out: Path, allow_cpu: bool = False) -> int:
     """Train every stage, evaluate, pack; returns 0 when everything finished in time."""
+    import torch
+
+    if not allow_cpu and not torch.cuda.is_available():  # minutes of device time would go to a CPU run
+        raise SystemExit("no GPU visible (torch.cuda.is_available() is False): stopping before training; "
+                         "--allow-cpu runs the recipe on the CPU (a dry run)")
     started, began = time.monotonic(), time.time()
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG
@@ -295,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     shipping.add_argument("--preset", default="h100")
     shipping.add_argument("--deadline", type=float, default=560, help="seconds for everything, packing included")
     shipping.add_argument("--out", default=os.environ.get("OUT"), help="default $OUT")
+    shipping.add_argument("--allow-cpu", action="store_true", help="run without a GPU (a dry run of the recipe)")
     unpacking = commands.add_parser("unpack", help="here: put the files that came back into the repository")
     unpacking.add_argument("folder")
     args = parser.parse_args(argv)
@@ -304,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ship":
         if not args.out:
             parser.error("ship needs --out (or $OUT)")
-        return ship(args.preset, args.deadline, Path(args.out))
+        return ship(args.preset, args.deadline, Path(args.out), args.allow_cpu)
     placed = unpack(Path(args.folder))
     print(summary(placed) or "no model came back")
     print("\n".join(f"unpacked {p.relative_to(REPO)}" for p in placed))

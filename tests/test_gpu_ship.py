@@ -122,7 +122,11 @@ def test_ship_packs_what_this_call_wrote_and_skips_evaluation_after_a_training_t
     monkeypatch.setattr(gpu_ship, "_run", run)
     monkeypatch.setattr(gpu_ship, "shipped_paths", lambda preset: [repo / "checkpoints" / "pretrain",
                                                                    repo / "checkpoints" / "mle", repo / "results"])
-    assert gpu_ship.ship("tiny", deadline_s=100, out=out) == 1
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no GPU visible"):  # a device call must not spend its minutes on the CPU
+        gpu_ship.ship("tiny", deadline_s=100, out=out)
+    assert calls == []
+    assert gpu_ship.ship("tiny", deadline_s=100, out=out, allow_cpu=True) == 1
     assert [name for name, _ in calls] == ["versions", "training"]
     assert calls[1][1] <= 100 - gpu_ship.PACK_RESERVE_S
     manifest = json.loads((out / gpu_ship.MANIFEST).read_text())
