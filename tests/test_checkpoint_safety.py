@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from core.engine.checkpoint import export_model
-from core.engine.gail import save_discriminator
 from core.models.discriminator import Discriminator, DiscriminatorConfig
 from core.models.emotion import EmotionClassifier, EmotionConfig
 from core.models.encoder import EncoderConfig
 from core.registry import ModelCard, load_responder
-from core.safety import CheckpointError, check_checkpoint_dir, write_checksums
+from core.safety import CheckpointError, check_checkpoint_dir
 from engine_fixtures import tiny_generator, toy_tokenizer
 
 
@@ -80,9 +79,10 @@ def test_emotion_model_and_discriminator_directories_carry_checksums(tmp_path, t
     config = DiscriminatorConfig(encoder=_encoder(tmp_path / "tok"), head_hidden=8, use_emotion_features=True,
                                  emotion_model=str(saved))
     discriminator = Discriminator(config)  # its emotion model is saved in a subfolder, after its own weights
-    # As train_gail writes a GAIL model: the generator's export, its discriminator beside it, one listing for all.
-    save_discriminator(discriminator, exported / "discriminator")
-    write_checksums(exported)
+    # As train_gail writes a GAIL model: the generator and its discriminator in one atomic step, one listing for all.
+    card = ModelCard(name="toy", algorithm="empathygail", data="toy", steps=1)
+    exported = export_model(tiny_generator(tokenizer), tokenizer, card, exported,
+                            extras=lambda directory: discriminator.save_pretrained(directory / "discriminator"))
     assert set(_listing(exported / "discriminator")) == {"model.safetensors", "emotion/model.safetensors"}
     assert set(_listing(exported)) == {"model.safetensors", "discriminator/model.safetensors",
                                        "discriminator/emotion/model.safetensors"}

@@ -22,7 +22,7 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,9 +307,12 @@ def load_checkpoint(path: str | Path, models: Mapping[str, nn.Module],
 
 
 def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: ModelCard,
-                 out_dir: str | Path, dtype: str | None = None, max_shard_size: str = "16MB") -> Path:
+                 out_dir: str | Path, dtype: str | None = None, max_shard_size: str = "16MB",
+                 extras: Callable[[Path], Any] | None = None) -> Path:
     """Write the final model directory (safetensors shards, tokenizer, model_card.json, checksums.json)
-    atomically; `dtype` (e.g. "float16") stores the weights in that type, and loaders compute in float32."""
+    atomically; `dtype` (e.g. "float16") stores the weights in that type, and loaders compute in float32.
+    `extras(directory)` writes what belongs beside the model (a GAIL model's discriminator) in the same atomic step,
+    so a reader never finds the model without it or a listing that misses its weights."""
     if dtype is not None and weight_dtype(dtype) != model.dtype:
         model = copy.deepcopy(model).to(weight_dtype(dtype))
 
@@ -317,6 +320,8 @@ def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, car
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(tmp)
         card.save(tmp)
+        if extras is not None:
+            extras(tmp)
         write_checksums(tmp)  # last, so the listing covers every weight file
 
     return _write_atomically(Path(out_dir).resolve(), "model", write)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,6 @@ from core.models.discriminator import Discriminator, DiscriminatorConfig, discri
 from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
 from core.models.generator import Decoding, load_generator
 from core.registry import ModelCard
-from core.safety.checkpoints import write_checksums
 from core.text import load_tokenizer
 
 DISCRIMINATOR_DIR = "discriminator"
@@ -433,22 +431,12 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
                          metrics={**metrics, **ended(iteration, total, stop_reason)},
                          wall_time_s=round(wall_before + time.time() - started, 1),
                          hardware=hardware_name(accelerator.device, world))
-        export_model(models.raw_generator, models.tokenizer, card, out, dtype=config.export_dtype)
-        save_discriminator(models.raw_discriminator, out / DISCRIMINATOR_DIR, config.export_dtype)
-        write_checksums(out)  # again: the model's listing must cover its discriminator too
+        export_model(models.raw_generator, models.tokenizer, card, out, dtype=config.export_dtype,
+                     extras=lambda directory: models.raw_discriminator.save_pretrained(directory / DISCRIMINATOR_DIR,
+                                                                                     config.export_dtype))
     accelerator.wait_for_everyone()
     callbacks.on_event("end", {"step": iteration, "output_dir": str(out)})
     return out
-
-
-def save_discriminator(discriminator: Discriminator, directory: Path, dtype: str | None = None) -> Path:
-    """Written to a temporary sibling first, then renamed, so a reader never finds half a discriminator."""
-    tmp = directory.with_name(f".tmp-{directory.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    discriminator.save_pretrained(tmp, dtype)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
-    return directory
 
 
 def load_discriminator(model_dir: str | Path, device: str | torch.device = "cpu") -> Discriminator:
