@@ -7,6 +7,7 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
+from core.engine.callbacks import read_metrics
 from core.models.emotion import (EmotionClassifier, EmotionConfig, EmotionTrainConfig, emotion_fit, labelled_texts,
                                  reply_emotion_prior, train_emotion)
 from core.models.encoder import EncoderConfig
@@ -110,3 +111,11 @@ def test_reply_emotion_prior_and_fit_by_hand():
 def test_unknown_label_set_is_named():
     with pytest.raises(ValueError, match="labels 'ed64'"):
         EmotionConfig(labels="ed64")
+
+
+def test_a_time_budget_ends_training_after_the_epoch_that_passes_it(tmp_path, tokenizer_dir):
+    config = tiny_config(tmp_path, tokenizer_dir=tokenizer_dir)
+    config.max_seconds = 1e-9
+    out = train_emotion(config, dataset=toy_emotions())
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run")] == [1]  # one epoch, then the budget
+    assert EmotionClassifier.from_pretrained(out).labels

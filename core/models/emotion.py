@@ -123,6 +123,7 @@ class EmotionTrainConfig:
     max_eval_examples: int | None = None  # a seeded subset of valid and test each (quick runs)
     epochs: int = 30
     batch_size: int = 64
+    max_seconds: float | None = None  # a time budget, setup included: no epoch starts after it (the best one is kept)
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 0
@@ -161,11 +162,12 @@ def train_emotion(config: EmotionTrainConfig, callbacks: Sequence = (), dataset=
     `dataset`: trajectories with the contract's columns (default: built from `config.data`).
     """
     from core.data import load_trajectories
-    from core.engine.callbacks import CallbackList, MetricsLogger
+    from core.engine.callbacks import CallbackList, MetricsLogger, TimeBudget
 
     if config.resume and (Path(config.output_dir) / "metrics.json").is_file():
         return Path(config.output_dir)
-    callbacks = CallbackList([MetricsLogger(config.run_dir), *callbacks])
+    callbacks = CallbackList([MetricsLogger(config.run_dir),
+                              *([TimeBudget(config.max_seconds)] if config.max_seconds else []), *callbacks])
     torch.manual_seed(config.seed)
     data = dataset if dataset is not None else load_trajectories(config.data)
     splits = {name: labelled_texts(data[name], config.model.labels, config.use_situations)
