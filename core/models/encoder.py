@@ -27,7 +27,7 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTra
 
 from core import paths
 from core.config import from_dict
-from core.models.storage import weight_dtype
+from core.models.storage import stored
 from core.safety.checkpoints import write_checksums
 
 MINILM = "minilm"
@@ -134,9 +134,9 @@ class TextEncoder(nn.Module):
         encoder; of a frozen pretrained one, only its trained top layers."""
         if not self.recoverable or not name.startswith("model."):
             return True
-        first = len(self.model.encoder.layer) - self.config.train_top_layers if self.config.train_top_layers else None
+        k = self.config.train_top_layers
         match = re.match(r"model\.encoder\.layer\.(\d+)\.", name)
-        return first is not None and match is not None and int(match.group(1)) >= first
+        return bool(k) and match is not None and int(match.group(1)) >= len(self.model.encoder.layer) - k
 
     def _ids(self, texts: Sequence[str]) -> dict[str, list[int]]:
         """Token ids of each distinct text, in one batched tokenizer call."""
@@ -199,7 +199,7 @@ class EncoderModel(nn.Module):
     encoder: TextEncoder
 
     def saved_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+        return {k: v for k, v in self.state_dict().items()
                 if not k.startswith("encoder.") or self.encoder.keeps(k[len("encoder."):])}
 
     def save_pretrained(self, directory: str | Path, dtype: str | None = None) -> Path:
@@ -211,8 +211,7 @@ class EncoderModel(nn.Module):
             self.encoder.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
             config["encoder"]["tokenizer"] = TOKENIZER_DIR  # relative: the directory may move
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        stored = weight_dtype(dtype) if dtype else None
-        save_file({k: v.to(stored or v.dtype) for k, v in self.saved_state().items()}, str(directory / WEIGHTS_FILE))
+        save_file(stored(self.saved_state(), dtype), str(directory / WEIGHTS_FILE))
         write_checksums(directory)
         return directory
 

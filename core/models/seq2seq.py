@@ -24,7 +24,7 @@ from core.config import from_dict
 from core.data import ED_EMOTIONS
 from core.models.emotion import EmotionClassifier
 from core.models.generator import Context, Decoding
-from core.models.storage import weight_dtype
+from core.models.storage import stored
 from core.text import BOT, VOCAB_SIZE, encode_batch, load_tokenizer, reply_text
 
 CONFIG_FILE = "seq2seq_config.json"
@@ -113,9 +113,7 @@ class Seq2Seq(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-        stored = weight_dtype(dtype) if dtype else None
-        save_file({k: v.detach().to(stored or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()},
-                  str(directory / WEIGHTS_FILE))
+        save_file(stored(self.state_dict(), dtype), str(directory / WEIGHTS_FILE))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Seq2Seq:

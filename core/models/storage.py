@@ -3,6 +3,8 @@ every loader computes in float32 whatever the stored type, because CPUs are slow
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 STORAGE_DTYPES = ("float32", "float16", "bfloat16")
@@ -13,3 +15,9 @@ def weight_dtype(name: str) -> torch.dtype:
     if name not in STORAGE_DTYPES:
         raise ValueError(f"export dtype {name!r}; expected one of {', '.join(STORAGE_DTYPES)}")
     return getattr(torch, name)
+
+
+def stored(state: Mapping[str, torch.Tensor], dtype: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict as safetensors stores it: detached, contiguous, on the CPU, in `dtype` when one is named."""
+    target = weight_dtype(dtype) if dtype else None
+    return {k: v.detach().to(target or v.dtype).contiguous().cpu() for k, v in state.items()}
