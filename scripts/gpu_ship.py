@@ -51,7 +51,6 @@ DATA_PATHS = ("empatheticdialogues", "dailydialog", "uplifting_texts/quotes_merg
               "uplifting_texts/positive_psychology_frames")
 # Missing on the device image (its KINDS.md lists what it has); pinned to the versions installed here.
 WHEELS = ("datasets", "dill", "multiprocess")
-TRAINING = ("tokenizer", "pretrain", "mle", "emotion", "rl_seq2seq", "textgail", "empathygail")
 
 
 # --- here: stage ----------------------------------------------------------------------------------------------
@@ -127,6 +126,8 @@ def ship(preset: str, deadline_s: float, out: Path, allow_cpu: bool = False) -> 
     """Train every stage, evaluate, pack; returns 0 when everything finished in time."""
     import torch
 
+    from core.engine.pipeline import STAGES
+
     if not allow_cpu and not torch.cuda.is_available():  # minutes of device time would go to a CPU run
         raise SystemExit("no GPU visible (torch.cuda.is_available() is False): stopping before training; "
                          "--allow-cpu runs the recipe on the CPU (a dry run)")
@@ -137,7 +138,7 @@ def ship(preset: str, deadline_s: float, out: Path, allow_cpu: bool = False) -> 
     env.update(_device_inputs())
     _run("versions", [sys.executable, "-c", _VERSIONS], env, log, timeout=60)
     finished = {}
-    for name, stages in (("training", TRAINING), ("evaluate", ("evaluate",))):
+    for name, stages in (("training", [s for s in STAGES if s != "evaluate"]), ("evaluate", ["evaluate"])):
         left = deadline_s - (time.monotonic() - started) - PACK_RESERVE_S
         command = [sys.executable, "-m", "core", "train", "all", "--preset", preset, "--stages", ",".join(stages)]
         # Evaluation needs every model: after a training step that did not finish, pack what there is.

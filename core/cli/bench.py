@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _speed(args: argparse.Namespace, sections: list[str]) -> int:
     from core import bench
-    from core.cli.train import build_config
     from core.engine.pipeline import pipeline_config
+    from core.engine.recipes import build_config
 
     options = BenchOptions(**{f.name: getattr(args, f.name) for f in fields(BenchOptions)})
     config = build_config("pretrain", preset=args.size)

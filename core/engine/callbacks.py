@@ -71,7 +71,6 @@ class TimeBudget(Callback):
     def __init__(self, seconds: float):
         if seconds <= 0:
             raise ValueError(f"a time budget must be positive, not {seconds}")
-        self.seconds = seconds
         self.deadline = time.monotonic() + seconds
 
     def should_stop(self) -> bool:

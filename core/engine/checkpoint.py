@@ -305,7 +305,6 @@ def load_checkpoint(path: str | Path, models: Mapping[str, nn.Module],
 # --- the model the registry loads ---------------------------------------------------------------------------
 
 
-
 def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: ModelCard,
                  out_dir: str | Path, dtype: str | None = None, max_shard_size: str = "16MB",
                  extras: Callable[[Path], Any] | None = None) -> Path:

@@ -342,7 +342,7 @@ def score_records(records: list[dict], models: Sequence[dict], seeds: Sequence[i
         tokens = [metrics.words(reply) for reply in replies]
         grams = {n: [metrics.ngrams(t, n) for t in tokens] for n in (1, 2)}
         fns = {f"distinct{n}": lambda rows, n=n: metrics.distinct_of_ngrams(grams[n][i] for i in rows) for n in (1, 2)}
-        fns["length"] = mean_of([len(reply.split()) for reply in replies])
+        fns["length"] = mean_of(metrics.word_counts(replies))
         if discriminator is not None:
             fns["disc"] = mean_of(_batched_scores(discriminator, contexts, replies, batch_size))
         if emotion is not None:

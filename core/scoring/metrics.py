@@ -23,11 +23,9 @@ _tokenize = Tokenizer13a()
 def bleu(hypotheses: Sequence[str], references: Sequence[str], max_order: int = 4) -> float:
     """Corpus BLEU in [0, 100] with one reference per hypothesis; `max_order` 1 or 2 gives BLEU-1/BLEU-2
     (cumulative: brevity penalty x geometric mean of the 1..n-gram precisions), as ED papers report them."""
-    if len(hypotheses) != len(references):
-        raise ValueError(f"bleu: {len(hypotheses)} hypotheses but {len(references)} references")
-    if not hypotheses:
+    if not hypotheses and not references:
         return math.nan
-    return _bleu(max_order).corpus_score(list(hypotheses), [list(references)]).score
+    return bleu_from_statistics(bleu_statistics(hypotheses, references, max_order), max_order)
 
 
 def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str], max_order: int = 4) -> np.ndarray:
@@ -87,9 +85,14 @@ def perplexity(logprob_sum: float, count: int) -> float:
     return math.exp(-logprob_sum / count)
 
 
+def word_counts(texts: Sequence[str]) -> list[int]:
+    """Each reply's length in whitespace-separated words."""
+    return [len(t.split()) for t in texts]
+
+
 def mean_length(texts: Sequence[str]) -> float:
     """Mean reply length in whitespace-separated words."""
-    return float(np.mean([len(t.split()) for t in texts])) if texts else math.nan
+    return float(np.mean(word_counts(texts))) if texts else math.nan
 
 
 def emotion_accuracy(predicted: Sequence[str], gold: Sequence[str], labels: Iterable[str] | None = None) -> float:
