@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -77,6 +78,12 @@ class TimeBudget(Callback):
         return time.monotonic() >= self.deadline
 
 
+def time_budget(seconds: float | None) -> list[Callback]:
+    """The callbacks a trainer adds for its `max_seconds` setting: a TimeBudget, or none when it is unset. Made
+    first thing in a trainer, so that setup counts too."""
+    return [TimeBudget(seconds)] if seconds else []
+
+
 def ended(step: int, total: int, stop_reason: str = "") -> dict[str, Any]:
     """The model card's account of how a run ended: `complete` when it ran its steps or its time budget."""
     complete = step >= total or stop_reason == TimeBudget.reason
@@ -139,7 +146,9 @@ class MetricsLogger(Callback):
             return
         kept = [line for line in self.metrics_path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        partial = self.metrics_path.with_suffix(".jsonl.tmp")
+        partial.write_text("".join(line + "\n" for line in kept))
+        os.replace(partial, self.metrics_path)  # a process killed here leaves the old log or the new, never half
 
     @staticmethod
     def _append(path: Path, record: dict[str, Any]) -> None:

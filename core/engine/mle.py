@@ -8,7 +8,8 @@ Two recipes share one nanoGPT-style loop (AdamW, linear warm-up then linear deca
   It is the GPT-2+MLE baseline and GAIL's warm start.
 
 Batches are a pure function of (seed, step), and checkpoints hold optimizer, schedule and RNG states, so a run
-resumed from a checkpoint ends with exactly the weights of an uninterrupted one.
+resumed from a checkpoint ends with exactly the weights of an uninterrupted one (bit for bit with one CPU thread;
+with more, kernels that split sums over threads may differ in the last bit now and then, resumed or not).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from core.config import load_config, to_dict
 from core.data import DataConfig, load_trajectories
-from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, TimeBudget,
-                                   check_finite, ended)
+from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite, ended,
+                                   time_budget)
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
 from core.engine.runtime import any_process, create_accelerator, hardware_name, seed_everything, shard
 from core.models.generator import GeneratorConfig, build_generator, response_logprobs
@@ -191,7 +192,7 @@ def train_mle(config: MLEConfig, callbacks: Sequence[Callback] = (),
 def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
            dataset: datasets.DatasetDict | None) -> Path:
     started = time.time()
-    budget = [TimeBudget(config.max_seconds)] if config.max_seconds else []  # from here: setup counts too
+    budget = time_budget(config.max_seconds)
     accelerator = create_accelerator(config.precision)
     main, device, world = accelerator.is_main_process, accelerator.device, accelerator.num_processes
     seed_everything(config.seed)
