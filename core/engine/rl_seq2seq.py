@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerBase
 
 from core.config import to_dict
 from core.data import ED_EMOTIONS, DataConfig, load_trajectories
-from core.engine.callbacks import Callback, CallbackList, MetricsLogger, TimeBudget, check_finite, ended
+from core.engine.callbacks import Callback, CallbackList, MetricsLogger, check_finite, ended, time_budget
 from core.engine.checkpoint import _write_atomically, latest_checkpoint, load_checkpoint, save_checkpoint
 from core.engine.mle import Batches, param_groups
 from core.engine.ppo import RunningMeanStd, ppo_loss
@@ -317,7 +317,7 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
     `dataset`: trajectories with the contract's columns (default: `load_trajectories(config.data)`).
     """
     started = time.time()
-    budget = [TimeBudget(config.max_seconds)] if config.max_seconds else []  # from here: setup counts too
+    budget = time_budget(config.max_seconds)
     if config.emotion_model is not None and not Path(config.emotion_model).is_dir():
         raise FileNotFoundError(f"emotion model not found: {config.emotion_model} (train it with "
                                 "`python -m core train emotion`, or set emotion_model=null to condition on "

@@ -162,12 +162,12 @@ def train_emotion(config: EmotionTrainConfig, callbacks: Sequence = (), dataset=
     `dataset`: trajectories with the contract's columns (default: built from `config.data`).
     """
     from core.data import load_trajectories
-    from core.engine.callbacks import CallbackList, MetricsLogger, TimeBudget
+    from core.engine.callbacks import CallbackList, MetricsLogger, time_budget
 
     if config.resume and (Path(config.output_dir) / "metrics.json").is_file():
         return Path(config.output_dir)
     callbacks = CallbackList([MetricsLogger(config.run_dir),
-                              *([TimeBudget(config.max_seconds)] if config.max_seconds else []), *callbacks])
+                              *time_budget(config.max_seconds), *callbacks])
     torch.manual_seed(config.seed)
     data = dataset if dataset is not None else load_trajectories(config.data)
     splits = {name: labelled_texts(data[name], config.model.labels, config.use_situations)
