@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from core import paths
 from core.models.emotion import EmotionClassifier
+from core.models.generator import Decoding
 from core.registry import list_models, load_responder
 
 SHIPPED = paths.REPO_ROOT / "checkpoints"
@@ -30,8 +31,11 @@ def test_a_shipped_model_loads_answers_and_matches_its_card(card):
     assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) <= 64 * 2**20
     responder = load_responder(folder)
     assert responder.card.algorithm == card.algorithm and responder.card.steps == card.steps > 0
-    reply = responder.respond([], "I had a job interview today and I think it went really well.")
-    assert isinstance(reply, str) and reply.strip()
+    # Greedy: a sampled reply may be empty now and then (the end token drawn first; the app's guard replaces it),
+    # so a sampled check would depend on the random state earlier tests left.
+    reply = responder.respond([], "I had a job interview today and I think it went really well.",
+                              Decoding(do_sample=False))
+    assert isinstance(reply, str) and len(reply.split()) >= 3
     (score,) = responder.score_batch([([], "My dog died last week.")], ["I am so sorry for your loss."])
     assert score.n_tokens > 0 and score.perplexity < 10_000
 
