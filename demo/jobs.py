@@ -295,12 +295,10 @@ def failure(returncode: int, log_path: Path) -> str:
 def load_capped_data(data_config, max_examples: int, valid_rows: int, seed: int):
     """The recipe's expert trajectories, with the training split cut to the cap (a seeded random subset) and the
     validation split to its first `valid_rows`."""
-    from core.data import load_trajectories
+    from core.data import load_trajectories, seeded_subset
 
     data = load_trajectories(data_config)
-    train = data["train"]
-    if len(train) > max_examples:
-        train = train.shuffle(seed=seed).select(range(max_examples))
+    train = seeded_subset(data["train"], max_examples, seed)
     valid = data["valid"].select(range(min(valid_rows, len(data["valid"]))))
     if len(train) == 0 or len(valid) == 0:
         raise ValueError(f"the data in {data_config.data_dir} has {len(train)} training and {len(valid)} "

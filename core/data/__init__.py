@@ -113,6 +113,7 @@ from core.data.trajectories import (  # noqa: E402  (trajectories imports the re
     build_trajectories,
     load_trajectories,
     read_conversations,
+    seeded_subset,
 )
 
 __all__ = [
@@ -127,4 +128,5 @@ __all__ = [
     "build_trajectories",
     "load_trajectories",
     "read_conversations",
+    "seeded_subset",
 ]

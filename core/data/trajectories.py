@@ -237,6 +237,14 @@ def load_trajectories(config: DataConfig) -> datasets.DatasetDict:
     return datasets.load_from_disk(str(target))
 
 
+def seeded_subset(split: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
+    """At most `limit` rows of a split, a seeded random subset when it has more: splits are ordered by source, so
+    their first rows would all be one source."""
+    if limit is None or limit >= len(split):
+        return split
+    return split.shuffle(seed=seed).select(range(limit))
+
+
 def prune_caches(directory: Path, keep: int = KEEP_CACHES, current: Path | None = None) -> list[Path]:
     """Remove all but the `keep` most recently used (modified) finished caches in `directory`; returns them.
 

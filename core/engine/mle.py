@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from core.config import load_config, to_dict
-from core.data import DataConfig, load_trajectories
+from core.data import DataConfig, load_trajectories, seeded_subset
 from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite, ended,
                                    time_budget)
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -76,13 +76,6 @@ class MLEConfig:
 
 
 # --- examples -----------------------------------------------------------------------------------------------
-
-
-def _rows(split: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
-    """A seeded random subset: splits are ordered by source, so their first rows would all be one source."""
-    if limit is None or limit >= len(split):
-        return split
-    return split.shuffle(seed=seed).select(range(limit))
 
 
 def documents(split: datasets.Dataset) -> list[list[str]]:
@@ -209,14 +202,15 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
     tokenizer = load_tokenizer(tokenizer_path)
     if dataset is None:
         dataset = load_trajectories(config.data)
-    train_rows = _rows(dataset["train"], config.max_train_examples, config.seed)
+    train_rows = seeded_subset(dataset["train"], config.max_train_examples, config.seed)
     n_valid = config.eval_batches * config.batch_size * world
     if algorithm == "pretrain":
         train_examples = pretrain_examples(tokenizer, train_rows, config.max_length, config.seed)
         valid_examples = pretrain_examples(tokenizer, dataset["valid"], config.max_length, config.seed)[:n_valid]
     else:
         train_examples = mle_examples(tokenizer, train_rows, config.max_length)
-        valid_examples = mle_examples(tokenizer, _rows(dataset["valid"], n_valid, config.seed), config.max_length)
+        valid_rows = seeded_subset(dataset["valid"], n_valid, config.seed)
+        valid_examples = mle_examples(tokenizer, valid_rows, config.max_length)
     if not train_examples:
         raise ValueError(f"no training examples: the training split has {len(train_rows)} rows, too little text "
                          f"for one block of {config.max_length} tokens")

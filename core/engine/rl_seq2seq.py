@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from core.config import to_dict
-from core.data import ED_EMOTIONS, DataConfig, load_trajectories
+from core.data import ED_EMOTIONS, DataConfig, load_trajectories, seeded_subset
 from core.engine.callbacks import Callback, CallbackList, MetricsLogger, check_finite, ended, time_budget
 from core.engine.checkpoint import _write_atomically, latest_checkpoint, load_checkpoint, save_checkpoint
 from core.engine.mle import Batches, param_groups
@@ -163,8 +163,7 @@ class Examples:
 def prepare_examples(split: Dataset, tokenizer: PreTrainedTokenizerBase, model: Seq2Seq,
                      emotion_model: EmotionClassifier | None, limit: int | None, seed: int) -> Examples:
     """Tokenised (context, reply) pairs of a split (a seeded sample of `limit` rows) and each context's class."""
-    if limit is not None and len(split) > limit:
-        split = split.shuffle(seed=seed).select(range(limit))  # splits are ordered by source: sample across them
+    split = seeded_subset(split, limit, seed)
     if len(split) == 0:
         raise ValueError("no trajectories to train on: the split is empty")
     rows = split.select_columns(["history", "prompt", "response", "emotion"]).to_dict()
@@ -362,8 +361,7 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
         step, resumed, metrics = state["step"], state["step"], state["metrics"]
         normalizer.load_state_dict(state["normalizer"])
         print(f"rl_seq2seq: resumed from {checkpoint} at step {step}")
-    callbacks = CallbackList([MetricsLogger(config.run_dir, resume_step=resumed),
-                              *budget, *callbacks])
+    callbacks = CallbackList([MetricsLogger(config.run_dir, resume_step=resumed), *budget, *callbacks])
     total = config.mle_steps + config.ppo_steps
     callbacks.on_event("start", {"algorithm": ALGORITHM, "step": step, "total_steps": total,
                                  "train_examples": len(train.pairs), "reward": reward_fn.formula})

@@ -166,8 +166,7 @@ def train_emotion(config: EmotionTrainConfig, callbacks: Sequence = (), dataset=
 
     if config.resume and (Path(config.output_dir) / "metrics.json").is_file():
         return Path(config.output_dir)
-    callbacks = CallbackList([MetricsLogger(config.run_dir),
-                              *time_budget(config.max_seconds), *callbacks])
+    callbacks = CallbackList([MetricsLogger(config.run_dir), *time_budget(config.max_seconds), *callbacks])
     torch.manual_seed(config.seed)
     data = dataset if dataset is not None else load_trajectories(config.data)
     splits = {name: labelled_texts(data[name], config.model.labels, config.use_situations)
