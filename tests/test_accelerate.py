@@ -34,8 +34,23 @@ SCRIPT = textwrap.dedent("""
     out = mle.train_mle(config, dataset=load_from_disk(str(tmp / "data")))
     state = PartialState()
     digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in built[0].parameters())).hexdigest()
+
+    # A time budget that each process sees pass at its own pace (rank r: 1 + r seconds a step): the schedule must
+    # still end at one step for both, or the slower would wait forever for the other's gradients.
+    class Clock(mle.Callback):
+        now, last_step = 0.0, 0
+        def __call__(self):
+            return self.now
+        def on_step(self, step, metrics):
+            self.now, self.last_step = self.now + 1 + state.process_index, step
+    clock = Clock()
+    mle.time_budget = lambda seconds: [mle.TimeBudget(seconds, clock=clock)]
+    budgeted = mle.train_mle(mle.MLEConfig(**{**vars(config), "run_dir": str(tmp / "run2"), "output_dir": str(
+        tmp / "model2"), "max_steps": 1000, "eval_every": 2, "checkpoint_every": 100, "max_seconds": 30}),
+        callbacks=[clock], dataset=load_from_disk(str(tmp / "data")))
     (tmp / f"rank{state.process_index}.json").write_text(json.dumps(
-        {"digest": digest, "world": state.num_processes, "output": str(out)}))
+        {"digest": digest, "world": state.num_processes, "output": str(out), "budgeted": str(budgeted),
+         "budgeted_steps": clock.last_step}))
 """)
 
 
@@ -69,3 +84,8 @@ def test_two_cpu_processes_train_in_step_and_agree(tmp_path):
     last = latest_checkpoint(tmp_path / "run")
     assert last.name == "checkpoint-00000003"
     assert len(load_state(last / "rng")) == 2  # each process's RNG, for an exact resume
+
+    # Rank 1's pace (2 s a step from step 2 to 4, 21 s left beyond the 3 s reserve) fits 14 steps, rank 0's 28.
+    assert [r["budgeted_steps"] for r in reports] == [14, 14]
+    card = load_responder(reports[0]["budgeted"]).card
+    assert card.steps == 14 and card.metrics["scheduled_steps"] == 14 and "stop_reason" not in card.metrics

@@ -162,10 +162,9 @@ def test_stop_flag_set_from_another_thread_stops_the_list():
     assert callbacks.stop_reason() == "stop requested"
 
 
-def test_time_budget_stops_after_its_seconds_and_counts_as_complete(monkeypatch):
+def test_time_budget_stops_after_its_seconds_and_counts_as_complete():
     now = [100.0]
-    monkeypatch.setattr("core.engine.callbacks.time.monotonic", lambda: now[0])
-    callbacks = CallbackList([PlainCallback(), TimeBudget(30)])
+    callbacks = CallbackList([PlainCallback(), TimeBudget(30, clock=lambda: now[0])])
     now[0] = 129.9
     assert not callbacks.should_stop()
     now[0] = 130.0

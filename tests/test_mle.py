@@ -1,10 +1,11 @@
 import json
+import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.engine.callbacks import Callback, NonFiniteLossError, StopFlag, read_metrics
+from core.engine.callbacks import Callback, NonFiniteLossError, StopFlag, TimeBudget, read_metrics
 from core.engine.checkpoint import latest_checkpoint, load_checkpoint
 from core.engine.mle import MLEConfig, documents, lm_loss, mle_examples, pretrain_examples, train_mle, train_pretrain
 from core.models.generator import response_logprobs
@@ -191,6 +192,43 @@ def test_command_line_tokenizer_pretrain_then_mle_from_raw_files(tmp_path, capsy
                  *data_options, "max_length=32", "batch_size=2", "max_steps=2"]) == 0
     assert main(["train", "mle", "--preset", "huge"]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
+
+
+class StepClock(Callback):
+    """A clock that each logged step moves one second on: a pace the test knows exactly."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def on_step(self, step, metrics):
+        self.now += 1.0
+
+
+def test_a_time_budget_too_short_for_the_schedule_brings_the_decay_forward(tmp_path, tokenizer_dir, data,
+                                                                          monkeypatch):
+    clock = StepClock()
+    monkeypatch.setattr("core.engine.mle.time_budget", lambda seconds: [TimeBudget(seconds, clock=clock)])
+    config = _config(tmp_path, tokenizer_dir, max_steps=1000, max_seconds=100, eval_every=10, checkpoint_every=10)
+    out = train_mle(config, callbacks=[clock], dataset=data)
+
+    # Measured from step 10 to 20 (1 s a step, 81 s left less 10 s in reserve): the decay ends at step 91.
+    card = load_responder(out).card
+    assert card.steps == 91 and card.metrics["complete"] and "stop_reason" not in card.metrics
+    assert card.metrics["scheduled_steps"] == 91
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run")}
+    assert [lrs[s] for s in range(21, 92)] == pytest.approx([config.lr * (91 - s) / (91 - 2) for s in range(21, 92)])
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["total_steps"]) for e in events if e["event"] == "schedule"] == [(20, 91)]
+
+    # Resumed with a fresh budget that would hold more steps, the run keeps the schedule it had.
+    for late in ("checkpoint-00000090", "checkpoint-00000091"):
+        shutil.rmtree(tmp_path / "run" / late)
+    clock.now = 0.0
+    out = train_mle(MLEConfig(**{**vars(config), "resume": True}), callbacks=[clock], dataset=data)
+    assert load_responder(out).card.steps == 91 and read_metrics(tmp_path / "run")[-1]["lr"] == 0.0
 
 
 def test_a_time_budget_ends_the_run_complete_and_the_export_is_float16(tmp_path, tokenizer_dir, data):

@@ -14,7 +14,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,13 +69,14 @@ class TimeBudget(Callback):
 
     reason = "time budget"
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
         if seconds <= 0:
             raise ValueError(f"a time budget must be positive, not {seconds}")
-        self.deadline = time.monotonic() + seconds
+        self.seconds, self.clock = seconds, clock
+        self.deadline = clock() + seconds
 
     def should_stop(self) -> bool:
-        return time.monotonic() >= self.deadline
+        return self.clock() >= self.deadline
 
 
 def time_budget(seconds: float | None) -> list[Callback]:

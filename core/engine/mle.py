@@ -1,6 +1,7 @@
 """Maximum-likelihood training of the generator: language-model pretraining and fine-tuning on expert replies.
 
-Two recipes share one nanoGPT-style loop (AdamW, linear warm-up then linear decay, gradient clipping):
+Two recipes share one nanoGPT-style loop (AdamW, linear warm-up then linear decay, gradient clipping); under a
+time budget the decay is shortened to end within it (core/engine/schedule.py):
 
 - `train_pretrain`: every utterance of the training split (conversations, quotes, reframes) as plain text,
   packed into blocks of `max_length` tokens: the offline stand-in for GPT-2's web pretraining.
@@ -25,14 +26,16 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel
 
 from core.config import load_config, to_dict
 from core.data import DataConfig, load_trajectories, seeded_subset
-from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite, ended,
-                                   time_budget)
+from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, TimeBudget,
+                                   check_finite, ended, time_budget)
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.runtime import any_process, create_accelerator, hardware_name, seed_everything, shard
+from core.engine.schedule import BudgetFit, linear_schedule
+from core.engine.runtime import (any_process, create_accelerator, hardware_name, min_over_processes, seed_everything,
+                                 shard)
 from core.models.generator import GeneratorConfig, build_generator, response_logprobs
 from core.registry import ModelCard
 from core.text import Encoded, collate, encode_batch, load_tokenizer, text_ids
@@ -223,7 +226,8 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
                                   fused=device.type == "cuda")
     batches = Batches(len(train_examples), config.batch_size * world, config.seed)
     total = math.ceil(config.epochs * batches.steps_per_epoch) if config.epochs else config.max_steps
-    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, total)
+    scheduler = linear_schedule(optimizer, config.warmup_steps, total)
+    schedule = scheduler.lr_lambdas[0]  # its total_steps is the loop's end, which a time budget may bring forward
     model, optimizer = accelerator.prepare(model, optimizer)  # the schedule steps once per update, unprepared
     raw = accelerator.unwrap_model(model)
     parts = dict(models={"generator": raw}, optimizers={"generator": optimizer},
@@ -250,14 +254,26 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
         metrics["valid_ppl"] = perplexity(raw, valid_examples, config.batch_size, tokenizer.pad_token_id, accelerator)
         callbacks.on_event("eval", {"step": done, "valid_ppl": metrics["valid_ppl"]})
 
-    callbacks.on_event("start", {"algorithm": algorithm, "step": step, "total_steps": total,
+    fit = BudgetFit(budget[0]) if budget else None
+
+    def shorten_to_budget(done: int) -> None:
+        fits = fit.steps_that_fit(done) if fit else None
+        if fits is None:
+            return
+        fits = min_over_processes(accelerator, fits)  # every process must end at the same step
+        if fits < schedule.total_steps:  # never lengthened: the decay already run stays as it was
+            schedule.total_steps = fits  # from the next update on
+            progress.total = fits
+            callbacks.on_event("schedule", {"step": done, "total_steps": fits, "reason": TimeBudget.reason})
+
+    callbacks.on_event("start", {"algorithm": algorithm, "step": step, "total_steps": schedule.total_steps,
                                  "train_examples": len(train_examples), "config": to_dict(config)})
-    progress = tqdm(total=total, initial=step, desc=f"{algorithm} {config.name}", disable=not main)
+    progress = tqdm(total=schedule.total_steps, initial=step, desc=f"{algorithm} {config.name}", disable=not main)
     losses, tokens, busy = [], 0, 0.0
     stop, stop_reason = False, ""
     model.train()
     try:
-        while step < total and not stop:
+        while step < schedule.total_steps and not stop:
             tick = time.time()
             cpu_batch = collate([train_examples[i] for i in shard(batches(step), accelerator)], tokenizer.pad_token_id)
             batch = {k: v.to(device) for k, v in cpu_batch.items()}
@@ -274,19 +290,20 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
             tokens += int(cpu_batch["attention_mask"].sum()) * world
             busy += time.time() - tick
 
-            log = step % config.log_every == 0 or step == total
+            log = step % config.log_every == 0 or step == schedule.total_steps
             if log:
                 metrics = {"loss": sum(losses) / len(losses), "lr": scheduler.get_last_lr()[0],
                            "tokens_per_s": tokens / busy, "epoch": step / batches.steps_per_epoch}
                 losses, tokens, busy = [], 0, 0.0
-            if step % config.eval_every == 0 or step == total:
+            if step % config.eval_every == 0 or step == schedule.total_steps:
                 evaluate(step)
+                shorten_to_budget(step)
             if log:
                 callbacks.on_step(step, metrics)
                 progress.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "valid_ppl")})
             progress.update()
             stop = any_process(accelerator, callbacks.should_stop())
-            if step % config.checkpoint_every == 0 or step == total or stop:
+            if step % config.checkpoint_every == 0 or step == schedule.total_steps or stop:
                 checkpoint(step)
             if stop:
                 stop_reason = callbacks.stop_reason()
@@ -303,7 +320,8 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
     if main:
         card = ModelCard(name=config.name, algorithm=algorithm, data=",".join(sorted(set(train_rows["source"]))),
                          steps=step, config=to_dict(config),
-                         metrics={**metrics, **ended(step, total, stop_reason)},
+                         metrics={**metrics, **ended(step, schedule.total_steps, stop_reason),
+                                  **({"scheduled_steps": schedule.total_steps} if schedule.total_steps < total else {})},
                          wall_time_s=round(wall_before + time.time() - started, 1),
                          hardware=hardware_name(device, world))
         export_model(raw, tokenizer, card, out, dtype=config.export_dtype)

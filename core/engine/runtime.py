@@ -75,6 +75,13 @@ def peak_memory_mb(device: torch.device | str) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS reports bytes, Linux KiB
 
 
+def min_over_processes(accelerator: Accelerator, value: int) -> int:
+    """The smallest of every process's `value` (a decision all of them must share)."""
+    if accelerator.num_processes == 1:
+        return value
+    return int(accelerator.gather(torch.tensor([value], device=accelerator.device)).min())
+
+
 def any_process(accelerator: Accelerator, flag: bool) -> bool:
     """True in every process when it is true in one (a stop request must stop all of them together)."""
     if accelerator.num_processes == 1:
