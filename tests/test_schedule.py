@@ -1,9 +1,10 @@
 import pytest
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_linear_schedule_with_warmup
 
 from core.engine.callbacks import TimeBudget
-from core.engine.schedule import BudgetFit, linear_schedule
+from core.engine.schedule import BudgetFit, LinearSchedule
 
 
 def _lrs(scheduler, steps):
@@ -19,17 +20,18 @@ def test_the_linear_schedule_is_transformers_warm_up_and_decay():
     def optimizer():
         return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
 
-    ours = _lrs(linear_schedule(optimizer(), 3, 10), 13)
+    ours = _lrs(LambdaLR(optimizer(), LinearSchedule(3, 10)), 13)
     assert ours == pytest.approx(_lrs(get_linear_schedule_with_warmup(optimizer(), 3, 10), 13))
     assert ours[3] == 0.5 and ours[10:] == [0.0] * 3
 
 
 def test_a_shortened_total_survives_the_schedulers_state():
-    scheduler = linear_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 2, 100)
-    scheduler.lr_lambdas[0].total_steps = 40
-    restored = linear_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 2, 100)
-    restored.load_state_dict(scheduler.state_dict())
-    assert restored.lr_lambdas[0].total_steps == 40
+    schedule, fresh = LinearSchedule(2, 100), LinearSchedule(2, 100)
+    scheduler = LambdaLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), schedule)
+    schedule.total_steps = 40
+    LambdaLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), fresh).load_state_dict(
+        scheduler.state_dict())
+    assert fresh.total_steps == 40
 
 
 def test_budget_fit_counts_the_steps_that_fit_at_the_pace_since_its_last_call():

@@ -25,6 +25,7 @@ import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
+from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
@@ -33,9 +34,9 @@ from core.data import DataConfig, load_trajectories, seeded_subset
 from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, TimeBudget,
                                    check_finite, ended, time_budget)
 from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.schedule import BudgetFit, linear_schedule
 from core.engine.runtime import (any_process, create_accelerator, hardware_name, min_over_processes, seed_everything,
                                  shard)
+from core.engine.schedule import BudgetFit, LinearSchedule
 from core.models.generator import GeneratorConfig, build_generator, response_logprobs
 from core.registry import ModelCard
 from core.text import Encoded, collate, encode_batch, load_tokenizer, text_ids
@@ -226,8 +227,8 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
                                   fused=device.type == "cuda")
     batches = Batches(len(train_examples), config.batch_size * world, config.seed)
     total = math.ceil(config.epochs * batches.steps_per_epoch) if config.epochs else config.max_steps
-    scheduler = linear_schedule(optimizer, config.warmup_steps, total)
-    schedule = scheduler.lr_lambdas[0]  # its total_steps is the loop's end, which a time budget may bring forward
+    schedule = LinearSchedule(config.warmup_steps, total)  # its total_steps, the loop's end, may come forward
+    scheduler = LambdaLR(optimizer, schedule)
     model, optimizer = accelerator.prepare(model, optimizer)  # the schedule steps once per update, unprepared
     raw = accelerator.unwrap_model(model)
     parts = dict(models={"generator": raw}, optimizers={"generator": optimizer},

@@ -8,15 +8,13 @@ with the decay finished.
 
 from __future__ import annotations
 
-import torch
-from torch.optim.lr_scheduler import LambdaLR
-
 from core.engine.callbacks import TimeBudget
 
 
 class LinearSchedule:
-    """The multiplier of `transformers.get_linear_schedule_with_warmup`, as an object whose `total_steps` may change
-    mid-run: LambdaLR saves a callable object's attributes in its state, so a resumed run keeps a shortened total."""
+    """The multiplier of `transformers.get_linear_schedule_with_warmup`, for `torch.optim.lr_scheduler.LambdaLR`,
+    as an object whose `total_steps` may change mid-run: LambdaLR saves a callable object's attributes in its state,
+    so a resumed run keeps a shortened total."""
 
     def __init__(self, warmup_steps: int, total_steps: int):
         self.warmup_steps, self.total_steps = warmup_steps, total_steps
@@ -25,10 +23,6 @@ class LinearSchedule:
         if step < self.warmup_steps:
             return step / max(1, self.warmup_steps)
         return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
-
-
-def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
-    return LambdaLR(optimizer, LinearSchedule(warmup_steps, total_steps))
 
 
 class BudgetFit:
