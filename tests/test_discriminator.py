@@ -160,3 +160,38 @@ def test_a_frozen_encoder_with_trained_top_layers_saves_only_those_in_float16(tm
     for (name, p), q in zip(d.state_dict().items(), back.state_dict().values()):
         if ".pooler." not in name:  # unused (mean pooling) and absent from the stand-in's file: drawn afresh
             assert torch.allclose(p, q, atol=2e-3), name  # trained layers from the file, the rest from the source
+
+
+def test_pool_reply_puts_the_replys_own_mean_beside_the_mean_over_all_tokens(tokenizer, tmp_path):
+    d = tiny_d(tokenizer, pool_reply=True).eval()
+    assert d.head[0].in_features == 2 * 32
+    utterances, replies = [d.utterances(c) for c in CONTEXTS[:3]], EXPERT[:3]
+    with torch.no_grad():
+        both = d.encoder.encode(utterances, replies, pool_reply=True)
+        batch = d.encoder.batch(utterances, replies)
+        hidden = d.encoder.model(**batch).last_hidden_state
+    assert torch.allclose(both[:, :32], d.encoder.encode(utterances, replies))
+    for i in range(3):
+        reply = (batch["token_type_ids"][i] == 1) & (batch["attention_mask"][i] == 1)
+        assert 0 < reply.sum() < batch["attention_mask"][i].sum()
+        assert torch.allclose(both[i, 32:], hidden[i, reply].mean(0), atol=1e-6)
+    # the same context with two replies: the first half barely moves, the second half is the reply's alone
+    with torch.no_grad():
+        pair = d.encoder.encode([utterances[0]] * 2, [replies[0], SALAD[0]], pool_reply=True)
+    assert (pair[0, 32:] - pair[1, 32:]).norm() > (pair[0, :32] - pair[1, :32]).norm()
+    with pytest.raises(ValueError, match="needs replies"):
+        d.encoder.encode(utterances, pool_reply=True)
+    d.save_pretrained(tmp_path / "d")
+    loaded = Discriminator.from_pretrained(tmp_path / "d")
+    assert loaded.config.pool_reply
+    with torch.no_grad():
+        assert torch.equal(d.score(CONTEXTS, SALAD), loaded.score(CONTEXTS, SALAD))
+
+
+def test_the_pooling_probe_separates_shifted_features_and_not_identical_ones():
+    from scripts.probe_discriminator import probe
+    generator = torch.Generator().manual_seed(0)
+    expert, generated, other = (torch.randn(300, 6, generator=generator) for _ in range(3))
+    generated[:, 2] += 2.0  # one feature tells them apart, about 84% of the time for the best threshold
+    assert probe(expert, generated) > 0.75
+    assert 0.35 < probe(expert, other) < 0.65

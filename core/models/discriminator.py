@@ -44,6 +44,10 @@ class DiscriminatorConfig:
     use_emotion_features: bool = False
     emotion_model: str | None = None  # a saved EmotionClassifier dir; required by use_emotion_features
     head_hidden: int = 100
+    # true: the head also reads the mean over the reply's own tokens. The mean over all tokens is mostly the
+    # context's, which is the same for an expert and a generated reply: a probe on frozen MiniLM features told
+    # them apart 57% of the time from that mean, 67% with the reply's mean beside it (README, Results).
+    pool_reply: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -91,7 +95,8 @@ class Discriminator(EncoderModel):
             self.emotion = (emotion or EmotionClassifier.from_pretrained(config.emotion_model)).freeze()
             course = COURSE_PARTS * len(self.emotion.labels)
         width = config.head_hidden
-        self.head = nn.Sequential(nn.Linear(self.encoder.dim + course, width), nn.Tanh(),
+        pooled = self.encoder.dim * (2 if config.pool_reply else 1)
+        self.head = nn.Sequential(nn.Linear(pooled + course, width), nn.Tanh(),
                                   nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1))
 
     def utterances(self, context: Context) -> list[str]:
@@ -118,7 +123,7 @@ class Discriminator(EncoderModel):
         """One logit per (context, reply); the training loop calls this (through DDP when data-parallel)."""
         if len(contexts) != len(responses):
             raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
-        pooled = self.encoder.encode([self.utterances(c) for c in contexts], responses)
+        pooled = self.encoder.encode([self.utterances(c) for c in contexts], responses, self.config.pool_reply)
         if self.emotion is not None:
             pooled = torch.cat([pooled, self.emotion_course(contexts, responses).to(pooled.dtype)], dim=-1)
         return self.head(pooled).squeeze(-1)

@@ -177,15 +177,24 @@ class TextEncoder(nn.Module):
         return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, pool_reply: bool = False) -> torch.Tensor:
+        """The mean of the last hidden states over all tokens ([n, dim]); with `pool_reply`, that mean and the
+        mean over the reply's tokens (token type 1) side by side ([n, 2 * dim])."""
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
                             token_type_ids=token_type_ids).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        if not pool_reply:
+            return pooled
+        reply = (token_type_ids.unsqueeze(-1) * attention_mask.unsqueeze(-1)).to(hidden.dtype)
+        return torch.cat([pooled, (hidden * reply).sum(1) / reply.sum(1).clamp(min=1.0)], dim=-1)
 
-    def encode(self, utterances: Sequence[Sequence[str]], replies: Sequence[str] | None = None) -> torch.Tensor:
+    def encode(self, utterances: Sequence[Sequence[str]], replies: Sequence[str] | None = None,
+               pool_reply: bool = False) -> torch.Tensor:
+        if pool_reply and replies is None:
+            raise ValueError("pool_reply needs replies")
         batch = {k: v.to(self.device) for k, v in self.batch(utterances, replies).items()}
-        return self(**batch)
+        return self(**batch, pool_reply=pool_reply)
 
 
 M = TypeVar("M", bound="EncoderModel")
