@@ -183,11 +183,10 @@ class TextEncoder(nn.Module):
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
                             token_type_ids=token_type_ids).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = _masked_mean(hidden, mask)
         if not pool_reply:
             return pooled
-        reply = (token_type_ids.unsqueeze(-1) * attention_mask.unsqueeze(-1)).to(hidden.dtype)
-        return torch.cat([pooled, (hidden * reply).sum(1) / reply.sum(1).clamp(min=1.0)], dim=-1)
+        return torch.cat([pooled, _masked_mean(hidden, mask * token_type_ids.unsqueeze(-1))], dim=-1)
 
     def encode(self, utterances: Sequence[Sequence[str]], replies: Sequence[str] | None = None,
                pool_reply: bool = False) -> torch.Tensor:
@@ -195,6 +194,11 @@ class TextEncoder(nn.Module):
             raise ValueError("pool_reply needs replies")
         batch = {k: v.to(self.device) for k, v in self.batch(utterances, replies).items()}
         return self(**batch, pool_reply=pool_reply)
+
+
+def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[n, length, dim] hidden states averaged over the positions where `mask` ([n, length, 1]) is 1."""
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 M = TypeVar("M", bound="EncoderModel")
