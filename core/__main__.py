@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["data", "tokenizer", "train", "evaluate", "chat", "bench"]
+COMMANDS = ["base", "data", "tokenizer", "train", "evaluate", "chat", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,21 +5,27 @@ Scoring and the app talk to models only through `Responder`, so they never branc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel
+from transformers import PreTrainedModel
 
-from core.models import seq2seq
-from core.models.generator import Context, Decoding, generate, load_generator, response_logprobs
-from core.safety.checkpoints import check_checkpoint_dir
-from core.text import collate, encode, load_tokenizer
+from core.models import base, seq2seq
+from core.models.generator import (Context, Decoding, adapter_base, context_length, generate, is_adapter,
+                                   load_base_model, load_generator, response_logprobs, using_adapter)
+from core.safety.checkpoints import CHECKSUMS, check_checkpoint_dir, safe_path
+from core.text import SYSTEM_PROMPT, collate, encode, load_tokenizer
 
 CARD_FILE = "model_card.json"
 
@@ -27,14 +33,15 @@ CARD_FILE = "model_card.json"
 @dataclass
 class ModelCard:
     name: str
-    algorithm: str  # pretrain | mle | rl_seq2seq | textgail | empathygail
-    kind: str = "causal_lm"  # how to load it: causal_lm | seq2seq
+    algorithm: str  # base | pretrain | mle | rl_seq2seq | textgail | empathygail
+    kind: str = "causal_lm"  # how to load it: causal_lm | base | seq2seq
     data: str = ""
     steps: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
     hardware: str = ""
+    base: dict[str, Any] = field(default_factory=dict)  # the pretrained base an adapter needs: name, source, hash
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
     path: str = field(default="", compare=False)  # where it was loaded from; not saved
 
@@ -86,24 +93,88 @@ class Responder(ABC):
         """Log-likelihood of each given reply, for perplexity."""
 
 
+class SharedBase:
+    """One copy of a pretrained base per process and device, shared by the zero-shot base and every adapter on it
+    (three adapters cost 12 MB, three copies of the base 1.6 GB). A call holds the lock with its adapter active."""
+
+    _instances: dict[tuple[str, str], SharedBase] = {}
+    _creating = threading.Lock()
+
+    def __init__(self, name: str, device: str | torch.device):
+        if base.is_base(name):  # the converted base is checked like any checkpoint before it is loaded
+            folder = base.ensure_base()
+            check_checkpoint_dir(folder, [folder])
+        self.model = load_base_model(name, device)
+        self.tokenizer = load_tokenizer(base.resolve(name))
+        self.lock = threading.RLock()
+        self.peft: PeftModel | None = None
+
+    @classmethod
+    def get(cls, name: str, device: str | torch.device = "cpu") -> SharedBase:
+        with cls._creating:
+            key = (name, str(device))
+            if key not in cls._instances:
+                cls._instances[key] = cls(name, device)
+            return cls._instances[key]
+
+    def attach(self, path: Path) -> str:
+        """Load the adapter in `path` onto the base (once per distinct weights); returns its name."""
+        name = "a" + hashlib.sha256(Path(path, CHECKSUMS).read_bytes()).hexdigest()[:16]
+        with self.lock:
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name).eval()
+            elif name not in self.peft.peft_config:
+                self.peft.load_adapter(str(path), adapter_name=name)
+        return name
+
+    @contextmanager
+    def using(self, adapter: str | None) -> Iterator[PreTrainedModel]:
+        with self.lock:
+            if self.peft is None:
+                yield self.model
+            else:
+                with using_adapter(self.peft, adapter):
+                    yield self.peft
+
+
 class CausalLMResponder(Responder):
-    def __init__(self, model, tokenizer, card: ModelCard):
+    """A causal LM: a model of its own, or an adapter (or none: the zero-shot base) on a shared base."""
+
+    def __init__(self, model, tokenizer, card: ModelCard, shared: SharedBase | None = None, adapter: str | None = None):
         self.model, self.tokenizer, self.card = model.eval(), tokenizer, card
+        self.shared, self.adapter = shared, adapter
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> CausalLMResponder:
-        return cls(load_generator(path, device), load_tokenizer(path), ModelCard.load(path))
+        card = ModelCard.load(path)
+        if card.kind == "base":
+            shared = SharedBase.get(card.base["name"], device)
+            return cls(shared.model, shared.tokenizer, card, shared)
+        if is_adapter(path):
+            shared = SharedBase.get(adapter_base(path), device)
+            return cls(shared.model, load_tokenizer(path), card, shared, shared.attach(Path(path)))
+        return cls(load_generator(path, device), load_tokenizer(path), card)
+
+    @contextmanager
+    def _active(self) -> Iterator[PreTrainedModel]:
+        if self.shared is None:
+            yield self.model
+        else:
+            with self.shared.using(self.adapter) as model:
+                yield model
 
     def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> list[str]:
-        return generate(self.model, self.tokenizer, contexts, decoding or Decoding()).texts
+        with self._active() as model:
+            return generate(model, self.tokenizer, contexts, decoding or Decoding()).texts
 
     @torch.no_grad()
     def score_batch(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[ResponseScore]:
-        max_length = self.model.config.n_positions
+        max_length = context_length(self.model)
         encoded = [encode(self.tokenizer, h, p, r, max_length=max_length, max_response_tokens=max_length // 2)
                    for (h, p), r in zip(contexts, responses)]
         batch = {k: v.to(self.model.device) for k, v in collate(encoded, self.tokenizer.pad_token_id).items()}
-        logp = response_logprobs(self.model, **batch)
+        with self._active() as model:
+            logp = response_logprobs(model, **batch)
         n_tokens = batch["response_mask"].sum(dim=1).tolist()
         return [ResponseScore(logprob=float(lp), n_tokens=int(n), n_words=max(1, len(r.split()) + 1))
                 for lp, n, r in zip(logp.sum(dim=1).tolist(), n_tokens, responses)]
@@ -134,7 +205,9 @@ class Seq2SeqResponder(Responder):
                 for lp, n, r in zip(logprobs, n_tokens, responses)]
 
 
-RESPONDERS: dict[str, type[Responder]] = {"causal_lm": CausalLMResponder, "seq2seq": Seq2SeqResponder}
+# kind "base": a card with no weights of its own, naming a pretrained base served as it is (zero-shot)
+RESPONDERS: dict[str, type[Responder]] = {"causal_lm": CausalLMResponder, "base": CausalLMResponder,
+                                          "seq2seq": Seq2SeqResponder}
 
 
 def load_responder(path: str | Path, device: str | torch.device = "cpu",
@@ -145,7 +218,8 @@ def load_responder(path: str | Path, device: str | torch.device = "cpu",
     card = ModelCard.load(path)
     if card.kind not in RESPONDERS:
         raise ValueError(f"{path}: unknown model kind {card.kind!r}; known: {', '.join(RESPONDERS)}")
-    directory = check_checkpoint_dir(path, allowed_roots or [path])
+    directory = safe_path(path, allowed_roots or [path]) if card.kind == "base" else \
+        check_checkpoint_dir(path, allowed_roots or [path])
     return RESPONDERS[card.kind].from_pretrained(directory, device=device)
 
 
@@ -177,3 +251,12 @@ def find_model(name_or_path: str | Path, *directories: str | Path) -> Path:
     known = ", ".join(c.name for c in cards) or "none"
     raise FileNotFoundError(f"no model {str(name_or_path)!r}: not a model directory, and not among the models in "
                             f"{', '.join(map(str, directories))} (found: {known})")
+
+
+def write_base_card(directory: str | Path, name: str = base.BASE_NAME) -> Path:
+    """A card that serves a pretrained base as it is (zero-shot, no adapter): what fine-tuning starts from."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ModelCard(name="smollm2-base", algorithm="base", kind="base", base=base.base_info(name),
+              config={"system_prompt": SYSTEM_PROMPT}).save(directory)
+    return directory

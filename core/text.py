@@ -1,11 +1,15 @@
 """Turning (history, prompt[, response]) into model input, and the tokenizers that do it.
 
-A model input reads
+A model input alternates backwards from the prompt, so the replying side is always the model's: in a chat the
+person's messages are the user's turns and the model's own earlier replies its turns, exactly as in the expert
+trajectories. Two layouts, chosen by the tokenizer:
 
-    <|user|> h1 <|bot|> h2 <|user|> prompt <|bot|> response <|endoftext|>
-
-with tags alternating backwards from the prompt, so the replying side is always `<|bot|>`: in a chat the user's
-messages are `<|user|>` and the model's own earlier replies `<|bot|>`, exactly as in the expert trajectories.
+- speaker tags, for GPT-2 tokenizers (the from-scratch models):
+      <|user|> h1 <|bot|> h2 <|user|> prompt <|bot|> response <|endoftext|>
+- the base's own ChatML chat template, for a tokenizer that has one (SmolLM2), with one fixed system prompt:
+      <|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\nh1<|im_end|>\n<|im_start|>assistant\nh2
+      <|im_end|>\n<|im_start|>user\nprompt<|im_end|>\n<|im_start|>assistant\nresponse<|im_end|>
+  which is token for token what `apply_chat_template` writes, so no embedding needs training.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ USER = "<|user|>"
 BOT = "<|bot|>"
 EOS = "<|endoftext|>"
 SPEAKER_TAGS = [USER, BOT]
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+# One system prompt for training, scoring and serving: without one the template puts in "You are a helpful AI
+# assistant named SmolLM", which pulls the base towards assistant talk.
+SYSTEM_PROMPT = "You are a caring friend. Reply briefly and kindly."
 
 
 @dataclass
@@ -30,8 +38,46 @@ class Encoded:
     truncated: bool  # history dropped or prompt cut to fit
 
 
+def is_chat(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer's model reads the ChatML layout (its own chat template) rather than speaker tags."""
+    return IM_START in tokenizer.get_vocab() and IM_END in tokenizer.get_vocab()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The token ids around each part of a model input."""
+
+    opening: list[int]  # before everything (the system turn)
+    user: tuple[list[int], list[int]]  # before and after one of the person's utterances
+    bot: tuple[list[int], list[int]]  # before and after one of the model's earlier replies
+    stops: list[int]  # a reply ends at the first of these (the first is the end token, part of the action)
+    spaced: bool  # utterances read with a leading space (byte-level BPE mid-text) rather than after a newline
+
+
+def layout(tokenizer: PreTrainedTokenizerBase) -> Layout:
+    if not is_chat(tokenizer):
+        user, bot = tokenizer.convert_tokens_to_ids(SPEAKER_TAGS)
+        # The model may also end its reply by starting the user's next turn.
+        return Layout([], ([user], []), ([bot], []), [tokenizer.eos_token_id, user], spaced=True)
+    start, end = tokenizer.convert_tokens_to_ids([IM_START, IM_END])
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    newline = ids("\n")
+    return Layout([start, *ids("system\n" + SYSTEM_PROMPT), end, *newline],
+                  ([start, *ids("user\n")], [end, *newline]), ([start, *ids("assistant\n")], [end, *newline]),
+                  [end, start, *([tokenizer.unk_token_id] if tokenizer.unk_token_id is not None else [])],
+                  spaced=False)
+
+
 def _with_specials(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    """Add the speaker tags as special tokens (never split, never merged) and a pad token."""
+    """Add the speaker tags as special tokens (never split, never merged) and a pad token; a chat tokenizer
+    keeps its own vocabulary."""
+    if is_chat(tokenizer):
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
     missing = [t for t in SPEAKER_TAGS if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing})
@@ -80,11 +126,12 @@ def _spaced(text: str) -> str:
     return " " + " ".join(text.split())
 
 
-def text_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+def text_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], spaced: bool = True) -> list[list[int]]:
     """Token ids of each text as it reads inside a model input, in one batched (parallel) tokenizer call."""
     if not texts:
         return []
-    return tokenizer([_spaced(t) for t in texts], add_special_tokens=False)["input_ids"]
+    clean = [_spaced(t) if spaced else " ".join(t.split()) for t in texts]
+    return tokenizer(clean, add_special_tokens=False)["input_ids"]
 
 
 def reply_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
@@ -107,38 +154,39 @@ def encode_batch(tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[Se
                  max_length: int = 256, max_response_tokens: int | None = None) -> list[Encoded]:
     """`encode` for many (history, prompt, response-or-None); each distinct utterance is tokenized once, in one
     batched call, which makes a whole training split take seconds rather than minutes."""
+    form = layout(tokenizer)
     texts = list(dict.fromkeys(t for history, prompt, response in examples
                                for t in [*history, prompt, *([] if response is None else [response])]))
-    ids = dict(zip(texts, text_ids(tokenizer, texts)))
-    return [_assemble(tokenizer, [ids[h] for h in history], ids[prompt], None if response is None else ids[response],
+    ids = dict(zip(texts, text_ids(tokenizer, texts, form.spaced)))
+    return [_assemble(form, [ids[h] for h in history], ids[prompt], None if response is None else ids[response],
                       max_length, max_response_tokens) for history, prompt, response in examples]
 
 
-def _assemble(tokenizer: PreTrainedTokenizerBase, history: Sequence[list[int]], prompt: list[int],
-              response: list[int] | None, max_length: int, max_response_tokens: int | None) -> Encoded:
-    user, bot = tokenizer.convert_tokens_to_ids(SPEAKER_TAGS)
+def _assemble(form: Layout, history: Sequence[list[int]], prompt: list[int], response: list[int] | None,
+              max_length: int, max_response_tokens: int | None) -> Encoded:
     response_ids: list[int] = []
     if response is not None:
-        response_ids = response + [tokenizer.eos_token_id]
+        response_ids = response + form.stops[:1]
         if max_response_tokens is not None:
             response_ids = response_ids[:max_response_tokens]
-    budget = max_length - len(response_ids) - 1  # the <|bot|> tag that opens the response
-    if budget < 2:
+    opening, (user_before, user_after), (bot_before, _) = form.opening, form.user, form.bot
+    budget = max_length - len(response_ids) - len(bot_before) - len(opening)  # what opens the response and input
+    if budget < len(user_before) + len(user_after) + 1:
         raise ValueError(f"max_length {max_length} leaves no room for a prompt beside {len(response_ids)} response tokens")
 
-    prompt_ids = [user] + prompt
-    truncated = len(prompt_ids) > budget
-    if truncated:
-        prompt_ids = [user] + prompt_ids[len(prompt_ids) - budget + 1:]
-    context = prompt_ids
-    tags = [bot, user]  # history[-1] is the bot's side, history[-2] the user's, ...
+    room = budget - len(user_before) - len(user_after)
+    truncated = len(prompt) > room
+    context = user_before + prompt[len(prompt) - room:] + user_after if truncated else \
+        user_before + prompt + user_after
+    sides = [form.bot, form.user]  # history[-1] is the model's side, history[-2] the user's, ...
     for back, utterance in enumerate(reversed(history)):
-        segment = [tags[back % 2]] + utterance
+        before, after = sides[back % 2]
+        segment = before + utterance + after
         if len(context) + len(segment) > budget:
             truncated = True
             break
         context = segment + context
-    context = context + [bot]
+    context = opening + context + bot_before
     return Encoded(input_ids=context + response_ids, response_start=len(context), truncated=truncated)
 
 

@@ -306,7 +306,9 @@ def run(args: argparse.Namespace, root: Path) -> Report:
         env[paths.CACHE_ENV] = str(root / "cache")  # the tiny data's trajectories stay out of the shared cache
     cards = list_models(checkpoints)
     models = [args.model] if args.model else [c.name for c in cards]
-    base = next((c.name for c in cards if c.algorithm == "mle"), models[0] if models else "")
+    # MLE trains fresh adapters on the zero-shot base where one ships (else it continues a model trained in full)
+    base = next((c.name for algorithm in ("base", "mle") for c in cards if c.algorithm == algorithm),
+                models[0] if models else "")
     if not models:
         raise SystemExit(f"no model (a folder with model_card.json) in {checkpoints}")
     work = root / "work"

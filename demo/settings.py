@@ -24,9 +24,9 @@ class Settings:
     host: str | None = None  # None: Gradio's own default ($GRADIO_SERVER_NAME, else 127.0.0.1), as Spaces expects
     port: int | None = None  # None: $GRADIO_SERVER_PORT, else the first free port from 7860
     training_enabled: bool = True  # $EMPATHYGAIL_TRAINING=0 hides the Train tab (public hosting)
-    max_train_steps: int = 200  # cap on one run's update steps
+    max_train_steps: int = 60  # cap on one run's update steps (a GAIL update on the 135M base: about half a minute)
     max_train_examples: int = 2000  # cap on the expert trajectories one run reads
-    max_batch_size: int = 16  # cap on a run's batch (GAIL: samples per rollout; its buffer holds twice that)
+    max_batch_size: int = 8  # cap on a run's batch (GAIL: samples per rollout; its buffer holds twice that)
     max_message_chars: int = 1000  # longer messages keep their end, as the model's own truncation does
     stream_delay_s: float = 0.02  # pause between streamed words
     concurrency: int = 4  # requests served at once per event

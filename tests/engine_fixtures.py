@@ -7,7 +7,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 
 from core.models.generator import GeneratorConfig, build_generator
-from core.text import train_tokenizer
+from core.text import SYSTEM_PROMPT, train_tokenizer
 
 TINY_GENERATOR = GeneratorConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, dropout=0.1)
 
@@ -52,3 +52,38 @@ def toy_tokenizer(directory: Path | None = None):
 
 def tiny_generator(tokenizer, config: GeneratorConfig = TINY_GENERATOR):
     return build_generator(config, tokenizer)
+
+
+CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+                   "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+                   "{% endif %}")
+
+
+def toy_chat_tokenizer():
+    """A byte-level BPE with SmolLM2's special tokens and its ChatML template, at toy size."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [t for pair in EXCHANGES for t in pair] + ["Hi there.", "Hello, how are you?", "system", "user",
+                                                       "assistant", SYSTEM_PROMPT]
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(texts * 4, vocab_size=400, min_frequency=1,
+                            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   unk_token="<|endoftext|>", pad_token="<|im_end|>", chat_template=CHATML_TEMPLATE)
+
+
+def tiny_llama_base(directory: Path) -> Path:
+    """A 2-block Llama with a chat tokenizer, saved like the converted base: the stand-in for SmolLM2 in tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = toy_chat_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True, initializer_range=0.3,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

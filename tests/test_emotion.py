@@ -79,11 +79,12 @@ def test_a_frozen_judge_remembers_what_it_read(tmp_path, tokenizer_dir):
     expected = model.predict_proba(HAPPY + SAD)
     judge = model.freeze(memo_size=6)
     assert not any(p.requires_grad for p in judge.parameters())
-    assert torch.equal(judge.predict_proba(HAPPY + SAD[:1]), expected[:5])
+    # Batches of another composition pad differently: equal to a tolerance, not bit for bit (CPU kernels differ)
+    torch.testing.assert_close(judge.predict_proba(HAPPY + SAD[:1]), expected[:5], rtol=1e-5, atol=1e-6)
     assert len(judge.memo) == 5
-    judge.memo[HAPPY[0]] = torch.full((32,), 1 / 32)  # a remembered text is not classified again
+    judge.memo[HAPPY[0]] = torch.full((32,), 1 / 32)  # a remembered text is not classified again: exactly its memo
     assert torch.equal(judge.predict_proba([HAPPY[0]])[0], torch.full((32,), 1 / 32))
-    assert torch.equal(judge.predict_proba(SAD), expected[4:])  # over the limit: forgets and starts again
+    torch.testing.assert_close(judge.predict_proba(SAD), expected[4:], rtol=1e-5, atol=1e-6)  # over the limit: forgets
     assert len(judge.memo) == 4 and judge.predict_proba([]).shape == (0, 32)
 
 

@@ -18,27 +18,28 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from core.models.storage import weight_dtype
+from core.atomic import write_directory
+from core.models.storage import stored, weight_dtype
 from core.registry import ModelCard
 from core.safety.checkpoints import write_checksums
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d{8,})$")
 STATE_FILE = "state.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 class CheckpointError(RuntimeError):
@@ -132,7 +133,11 @@ def restore_rng(rng: Mapping[str, Any]) -> None:
 
 
 def _save_model(model: nn.Module, directory: Path) -> None:
-    if isinstance(model, PreTrainedModel):
+    if isinstance(model, PeftModel):  # the adapter being trained; the frozen base is not the run's to save
+        directory.mkdir()
+        save_file(stored(get_peft_model_state_dict(model, adapter_name=model.active_adapter)),
+                  str(directory / ADAPTER_WEIGHTS))
+    elif isinstance(model, PreTrainedModel):
         model.save_pretrained(directory)  # safetensors: the only format transformers 5 writes
     else:
         directory.mkdir()
@@ -140,6 +145,12 @@ def _save_model(model: nn.Module, directory: Path) -> None:
 
 
 def _load_model(model: nn.Module, directory: Path) -> None:
+    if isinstance(model, PeftModel):
+        result = set_peft_model_state_dict(model, load_file(str(directory / ADAPTER_WEIGHTS)),
+                                           adapter_name=model.active_adapter)
+        if result.unexpected_keys:
+            raise CheckpointError(f"{directory} does not match the adapter: unexpected {result.unexpected_keys[:5]}")
+        return
     if not isinstance(model, PreTrainedModel):
         load_model(model, str(directory / "model.safetensors"), device=str(next(model.parameters()).device))
         return
@@ -159,79 +170,12 @@ def _load_model(model: nn.Module, directory: Path) -> None:
 # --- atomic directories -------------------------------------------------------------------------------------
 
 
-def _fsync_tree(directory: Path) -> None:
-    for path in [*directory.rglob("*"), directory]:
-        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-        fd = os.open(path, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary directory to `final`, replacing an older one of the same name."""
-    _fsync_tree(tmp)
-    old = final.with_name(f".old-{final.name}-{os.getpid()}")
-    if final.exists():
-        final.rename(old)
-    try:
-        tmp.rename(final)
-    except OSError:
-        if old.exists():
-            old.rename(final)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _recover(final: Path) -> None:
-    """Tidy what a process killed while writing `final` left beside it: its temporary directory goes, and an older
-    `final` it had moved aside but not yet replaced is put back (or dropped, when a newer `final` is in place)."""
-    for leftover in sorted(final.parent.iterdir()):
-        kind, _, pid = leftover.name.partition(f"-{final.name}-")
-        if kind not in (".tmp", ".old") or not pid.isdigit() or _alive(int(pid)):
-            continue
-        if kind == ".old" and not final.exists():
-            leftover.rename(final)
-        else:
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
 def _write_atomically(final: Path, what: str, write) -> Path:
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        _recover(final)
-        tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        return write_directory(final, write)
     except OSError as error:
-        raise CheckpointError(f"cannot write {what} in {final.parent}: {error.strerror or error}") from error
-    try:
-        write(tmp)
-        _publish(tmp, final)
-    except OSError as error:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"writing {what} {final} failed ({error.strerror or error}); "
                               "earlier checkpoints are untouched") from error
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------
@@ -311,12 +255,24 @@ def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, car
     """Write the final model directory (safetensors shards, tokenizer, model_card.json, checksums.json)
     atomically; `dtype` (e.g. "float16") stores the weights in that type, and loaders compute in float32.
     `extras(directory)` writes what belongs beside the model (a GAIL model's discriminator) in the same atomic step,
-    so a reader never finds the model without it or a listing that misses its weights."""
-    if dtype is not None and weight_dtype(dtype) != model.dtype:
+    so a reader never finds the model without it or a listing that misses its weights. A model with adapters
+    exports its active adapter alone (peft's adapter_config.json names the base it needs)."""
+    adapter = isinstance(model, PeftModel)
+    if not adapter and dtype is not None and weight_dtype(dtype) != model.dtype:
         model = copy.deepcopy(model).to(weight_dtype(dtype))
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, max_shard_size=max_shard_size)
+        if adapter:
+            model.save_pretrained(tmp, selected_adapters=[model.active_adapter])
+            if model.active_adapter != "default":  # peft puts any other adapter in a folder of its name
+                for file in (tmp / model.active_adapter).iterdir():
+                    file.rename(tmp / file.name)
+                (tmp / model.active_adapter).rmdir()
+            if dtype is not None:
+                save_file(stored(load_file(str(tmp / ADAPTER_WEIGHTS)), dtype), str(tmp / ADAPTER_WEIGHTS))
+            (tmp / "README.md").unlink(missing_ok=True)  # peft's empty card template; ours is model_card.json
+        else:
+            model.save_pretrained(tmp, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(tmp)
         card.save(tmp)
         if extras is not None:

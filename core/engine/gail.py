@@ -24,6 +24,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,11 +46,14 @@ from core.engine.rollout import Buffer, action_logprobs, batch_logprobs, fill_bu
 from core.engine.runtime import any_process, create_accelerator, hardware_name, seed_everything, shard
 from core.models.discriminator import Discriminator, DiscriminatorConfig, discriminator_loss
 from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
-from core.models.generator import Decoding, load_generator
+from core.models import base
+from core.models.generator import (Decoding, adapter_base, context_length, is_adapter, load_generator,
+                                   using_adapter)
 from core.registry import ModelCard
 from core.text import load_tokenizer
 
 DISCRIMINATOR_DIR = "discriminator"
+POLICY_ADAPTER, REFERENCE_ADAPTER = "default", "reference"
 ALGORITHMS = ("textgail", "empathygail")
 
 
@@ -143,7 +147,11 @@ class Models:
     generator: PreTrainedModel  # as prepared by accelerate (DDP-wrapped when data-parallel)
     raw_generator: PreTrainedModel  # the module itself: generation, checkpoints, export
     tokenizer: PreTrainedTokenizerBase
-    reference: PreTrainedModel | None  # frozen copy of the starting model; None when kl_coef is 0
+    # The KL reference, None when kl_coef is 0: the MLE adapter loaded a second time on the policy's own base
+    # (reference_adapter names it; adapter switching, no second copy of the base), or a frozen copy of a model
+    # trained in full
+    reference: PreTrainedModel | None
+    reference_adapter: str | None
     discriminator: torch.nn.Module  # prepared, like the generator
     raw_discriminator: Discriminator
     emotion: EmotionClassifier | None
@@ -163,15 +171,23 @@ def build_models(config: GAILConfig, train_rows: datasets.Dataset, accelerator: 
     """The generator (from the MLE model), its frozen reference, D, the emotion model and prior, and the
     optimizers and schedule, prepared by accelerate."""
     device = accelerator.device
-    if not Path(config.init_from, "config.json").is_file():
+    adapter = is_adapter(config.init_from)
+    if not adapter and not Path(config.init_from, "config.json").is_file():
         raise FileNotFoundError(f"init_from {config.init_from} is not a model directory: train the MLE model first "
                                 "(python -m core train mle) or point init_from at one")
-    generator = load_generator(config.init_from, device)  # eval mode: no dropout, PPO's first ratio is exactly 1
+    # eval mode: no dropout, so PPO's first ratio is exactly 1
+    generator = load_generator(config.init_from, device, trainable=True)
     epsilon = getattr(generator.config, "layer_norm_epsilon", config.layer_norm_epsilon)
     if epsilon != config.layer_norm_epsilon:
         print(f"note: {config.init_from} uses layer_norm_epsilon {epsilon}, "
               f"not the configured {config.layer_norm_epsilon}")
-    reference = copy.deepcopy(generator).requires_grad_(False) if config.kl_coef > 0 else None
+    reference, reference_adapter = None, None
+    if config.kl_coef > 0 and adapter:
+        generator.load_adapter(config.init_from, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+        generator.set_adapter(POLICY_ADAPTER)
+        reference, reference_adapter = generator, REFERENCE_ADAPTER
+    elif config.kl_coef > 0:
+        reference = copy.deepcopy(generator).requires_grad_(False)
     emotion = _load_emotion(config, device)
     discriminator = Discriminator(config.discriminator, emotion=emotion).to(device)
     prior = None
@@ -189,8 +205,8 @@ def build_models(config: GAILConfig, train_rows: datasets.Dataset, accelerator: 
     scheduler = get_linear_schedule_with_warmup(g_optimizer, min(config.warmup_steps, g_updates), g_updates)
     prepared_g, g_optimizer, prepared_d, d_optimizer = accelerator.prepare(generator, g_optimizer, discriminator,
                                                                            d_optimizer)
-    models = Models(prepared_g, generator, load_tokenizer(config.init_from), reference, prepared_d, discriminator,
-                    emotion, prior)
+    models = Models(prepared_g, generator, load_tokenizer(config.init_from), reference, reference_adapter,
+                    prepared_d, discriminator, emotion, prior)
     parts = dict(models={"generator": generator, "discriminator": discriminator},
                  optimizers={"generator": g_optimizer, "discriminator": d_optimizer},
                  schedulers={"generator": scheduler})
@@ -258,8 +274,12 @@ def ppo_update(models: Models, optimizer, scheduler, buffer: Buffer, advantages:
     """PPO epochs over the buffer in minibatches: clipped ratio + kl_coef x KL to the frozen reference (eq. 7)."""
     device, pad = accelerator.device, models.tokenizer.pad_token_id
     old = action_logprobs(models.raw_generator, buffer.sequences, pad, device, config.forward_batch_size)
-    ref = action_logprobs(models.reference, buffer.sequences, pad, device, config.forward_batch_size) \
-        if models.reference is not None else old
+    ref = old
+    if models.reference is not None:
+        switched = using_adapter(models.reference, models.reference_adapter) if models.reference_adapter \
+            else nullcontext()
+        with switched:
+            ref = action_logprobs(models.reference, buffer.sequences, pad, device, config.forward_batch_size)
     size = max(1, config.minibatch_size // accelerator.num_processes)
     totals, steps = {}, 0
     for _ in range(config.ppo_epochs):
@@ -365,7 +385,7 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
     models = trainer.models
     n_valid = min(config.eval_samples, len(dataset["valid"]))
     valid_rows = dataset["valid"].shuffle(seed=config.seed).select(range(n_valid))
-    valid_examples = mle_examples(models.tokenizer, valid_rows, models.raw_generator.config.n_positions)
+    valid_examples = mle_examples(models.tokenizer, valid_rows, context_length(models.raw_generator))
 
     iteration, wall_before, metrics = 0, 0.0, {}
     if found is not None:
@@ -430,7 +450,8 @@ def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
                          steps=max(0, iteration - config.pretrain_iterations), config=to_dict(config),
                          metrics={**metrics, **ended(iteration, total, stop_reason)},
                          wall_time_s=round(wall_before + time.time() - started, 1),
-                         hardware=hardware_name(accelerator.device, world))
+                         hardware=hardware_name(accelerator.device, world),
+                         base=base.base_info(adapter_base(config.init_from)) if is_adapter(config.init_from) else {})
         export_model(models.raw_generator, models.tokenizer, card, out, dtype=config.export_dtype,
                      extras=lambda directory: models.raw_discriminator.save_pretrained(directory / DISCRIMINATOR_DIR,
                                                                                      config.export_dtype))

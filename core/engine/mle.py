@@ -37,7 +37,8 @@ from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint,
 from core.engine.runtime import (any_process, create_accelerator, hardware_name, min_over_processes, seed_everything,
                                  shard)
 from core.engine.schedule import BudgetFit, LinearSchedule
-from core.models.generator import GeneratorConfig, build_generator, response_logprobs
+from core.models import base
+from core.models.generator import GeneratorConfig, build_generator, context_length, response_logprobs
 from core.registry import ModelCard
 from core.text import Encoded, collate, encode_batch, load_tokenizer, text_ids
 
@@ -143,9 +144,11 @@ class Batches:
 
 
 def lm_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over the tokens that `response_mask` marks (all of a pretraining block)."""
-    labels = batch["input_ids"].masked_fill(batch["response_mask"] == 0, -100)
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+    """Mean next-token cross-entropy over the tokens that `response_mask` marks (all of a pretraining block).
+    `response_logprobs` runs the LM head only from the first reply token on: with a 49k vocabulary that head
+    costs as much as several transformer blocks."""
+    logp = response_logprobs(model, **batch)
+    return -logp.sum() / batch["response_mask"][:, 1:].sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -203,7 +206,7 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
     if not tokenizer_path:
         raise ValueError("no tokenizer: set tokenizer=DIR (train one with `python -m core tokenizer`) or start "
                          "from a model with generator.name_or_path=DIR")
-    tokenizer = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(base.resolve(tokenizer_path))
     if dataset is None:
         dataset = load_trajectories(config.data)
     train_rows = seeded_subset(dataset["train"], config.max_train_examples, config.seed)
@@ -220,9 +223,9 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
                          f"for one block of {config.max_length} tokens")
 
     model = build_generator(config.generator, tokenizer)
-    if config.max_length > model.config.n_positions:
+    if config.max_length > context_length(model):
         raise ValueError(f"max_length {config.max_length} exceeds the generator's context of "
-                         f"{model.config.n_positions} tokens")
+                         f"{context_length(model)} tokens")
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
                                   fused=device.type == "cuda")
     batches = Batches(len(train_examples), config.batch_size * world, config.seed)
@@ -324,7 +327,8 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
                          metrics={**metrics, **ended(step, schedule.total_steps, stop_reason),
                                   **({"scheduled_steps": schedule.total_steps} if schedule.total_steps < total else {})},
                          wall_time_s=round(wall_before + time.time() - started, 1),
-                         hardware=hardware_name(device, world))
+                         hardware=hardware_name(device, world),
+                         base=base.base_info(config.generator.name_or_path) if config.generator.lora else {})
         export_model(raw, tokenizer, card, out, dtype=config.export_dtype)
     accelerator.wait_for_everyone()
     callbacks.on_event("end", {"step": step, "output_dir": str(out)})

@@ -1,6 +1,8 @@
-"""The whole pipeline in order, resuming whatever is already done: `python -m core train all --preset h100`.
+"""The whole pipeline in order, resuming whatever is already done: `python -m core train all --preset cpu`.
 
-tokenizer -> base LM pretraining -> GPT-2+MLE -> emotion model -> RL-Seq2Seq -> TextGAIL -> EmpathyGAIL -> evaluate.
+pretrained base -> tokenizer -> base LM pretraining -> MLE -> emotion model -> RL-Seq2Seq -> TextGAIL -> EmpathyGAIL
+-> evaluate. The pretrained base (SmolLM2, converted once) serves when MLE starts from it; the from-scratch GPT-2's
+tokenizer and pretraining run only when MLE starts from that model (or RL-Seq2Seq still needs the tokenizer).
 A stage whose model already carries a complete model card is skipped; one with checkpoints resumes from them.
 Each stage's settings are configs/<stage>.yaml with the preset's section merged over it; the preset's
 `pipeline:` section sets the tokenizer's size and the evaluation.
@@ -17,11 +19,12 @@ from typing import Any
 from core import paths
 from core.config import from_dict
 from core.engine.recipes import build_config, preset_path, read_yaml, recipe
+from core.models import base
 from core.registry import CARD_FILE, ModelCard
 from core.text import VOCAB_SIZE
 
 TRAINING = ("pretrain", "mle", "emotion", "rl_seq2seq", "textgail", "empathygail")
-STAGES = ("tokenizer", *TRAINING, "evaluate")
+STAGES = ("base", "tokenizer", *TRAINING, "evaluate")
 COMPARED = ("mle", "rl_seq2seq", "textgail", "empathygail")  # the models of the results table
 
 
@@ -29,6 +32,7 @@ COMPARED = ("mle", "rl_seq2seq", "textgail", "empathygail")  # the models of the
 class PipelineConfig:
     vocab_size: int = VOCAB_SIZE
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvalConfig fields (seeds, out, max_examples, ...)
+    base_card: str = "checkpoints/base"  # the card that serves the pretrained base zero-shot (and is scored)
 
 
 def pipeline_config(preset: str | None) -> PipelineConfig:
@@ -57,7 +61,13 @@ def run_pipeline(preset: str | None = None, stages: Sequence[str] = STAGES, over
     settings = pipeline_config(preset)
     for stage in [s for s in STAGES if s in stages]:
         started = time.perf_counter()
-        if stage == "tokenizer":
+        unneeded = _unneeded(stage, configs, outputs)
+        if unneeded:
+            log(f"[{stage}] not needed: {unneeded}")
+            continue
+        if stage == "base":
+            outputs[stage] = _base(settings, log)
+        elif stage == "tokenizer":
             outputs[stage] = _tokenizer(configs["pretrain"], settings, log)
         elif stage == "evaluate":
             outputs[stage] = _evaluate(configs, settings, log)
@@ -70,6 +80,30 @@ def run_pipeline(preset: str | None = None, stages: Sequence[str] = STAGES, over
             outputs[stage] = Path(train(configs[stage]))
         log(f"[{stage}] finished in {time.perf_counter() - started:.0f} s")
     return outputs
+
+
+def _unneeded(stage: str, configs: dict[str, Any], outputs: dict[str, Path]) -> str:
+    """Why a stage can be left out ("" when it is needed)."""
+    start = configs["mle"].generator.name_or_path
+    from_scratch = start is not None and Path(start).resolve() == Path(configs["pretrain"].output_dir).resolve()
+    if stage == "base" and not base.is_base(start):
+        return f"MLE starts from {start}, not the pretrained base"
+    if stage == "pretrain" and not from_scratch:
+        return f"MLE starts from {start}"
+    if stage == "tokenizer" and not from_scratch and is_done(outputs["rl_seq2seq"]):
+        return "neither pretraining nor RL-Seq2Seq needs it"
+    return ""
+
+
+def _base(settings: PipelineConfig, log) -> Path:
+    from core.registry import write_base_card
+
+    folder = base.ensure_base()
+    card = Path(settings.base_card)
+    if not (card / CARD_FILE).is_file():
+        write_base_card(card)
+    log(f"[base] {base.BASE_NAME} in {folder}; zero-shot card in {card}")
+    return card
 
 
 def _fitting(name: str, overrides: Sequence[str]) -> list[str]:
@@ -98,7 +132,10 @@ def _evaluate(configs: dict[str, Any], settings: PipelineConfig, log) -> Path:
     from core.scoring.evaluate import EvalConfig, evaluate
     from core.scoring.report import write_report
 
-    values = {"models": [configs[name].output_dir for name in COMPARED],
+    # The zero-shot base is scored beside the models tuned from it: what fine-tuning changed
+    zero_shot = [settings.base_card] if base.is_base(configs["mle"].generator.name_or_path) and \
+        (Path(settings.base_card) / CARD_FILE).is_file() else []
+    values = {"models": [*zero_shot, *(configs[name].output_dir for name in COMPARED)],
               "emotion_model": configs["emotion"].output_dir,
               # one fixed discriminator scores every model's replies (it was trained against EmpathyGAIL's)
               "discriminator": configs["empathygail"].output_dir,

