@@ -105,7 +105,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, tokenizer, mon
 def test_unwritable_run_dir_is_a_clear_error(tmp_path, tokenizer):
     blocker = tmp_path / "runs"
     blocker.write_text("a file where the run directory should be")
-    with pytest.raises(CheckpointError, match=r"writing checkpoint .* failed \(Not a directory\)"):
+    with pytest.raises(CheckpointError, match="cannot write checkpoint in"):
         _save(blocker / "mle", 1, _trained(tokenizer))
 
 

@@ -295,12 +295,31 @@ def test_training_request_without_data_is_refused(store, settings):
     assert "unknown model" in train.start(runner, store, settings, *form(base="nope"))
 
 
+def test_mle_starts_fresh_adapters_on_the_zero_shot_base_and_refuses_an_adapter(settings, tmp_path):
+    from core.registry import ModelCard
+
+    zero_shot = tmp_path / "base-card"
+    zero_shot.mkdir()
+    ModelCard(name="smollm2-base", algorithm="base", kind="base", base={"name": "smollm2"}).save(zero_shot)
+    request = train.parse_request(settings, *form(algorithm="mle", steps=5))
+    config = train.build_config(settings, request, zero_shot, "run")
+    assert config.generator.name_or_path == "smollm2" and config.generator.lora is not None
+    assert config.max_steps == 5 and config.lr == request.lr and config.max_seconds is None
+    assert train.recipe_lr("mle") == train.recipes().build_config("mle").lr  # the form shows the recipe's rate
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    ModelCard(name="some-mle", algorithm="mle").save(adapter)
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="'some-mle' is an adapter: MLE starts from the zero-shot base"):
+        train.build_config(settings, request, adapter, "run")
+
+
 def test_gail_request_is_capped(store, settings):
     request = train.parse_request(settings, *form(algorithm="empathygail", steps=10_000, batch_size=999, lr="x",
                                                   kl_coef=-3))
-    assert (request.steps, request.batch_size, request.lr, request.kl_coef) == (200, 16, 1e-5, 0.0)
+    assert (request.steps, request.batch_size, request.lr, request.kl_coef) == (60, 8, 1e-5, 0.0)
     config = train.build_config(settings, request, Path(store.card("MLE").path), "run")
-    assert config.steps == 200 and config.buffer_size == 32 and config.algorithm == "empathygail"
+    assert config.steps == 60 and config.buffer_size == 16 and config.algorithm == "empathygail"
     assert Path(config.output_dir) == settings.models_dir / "run" and config.init_from == store.card("MLE").path
     assert config.emotion_model == str(settings.emotion_dir)
 

@@ -172,6 +172,10 @@ def _load_model(model: nn.Module, directory: Path) -> None:
 
 def _write_atomically(final: Path, what: str, write) -> Path:
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CheckpointError(f"cannot write {what} in {final.parent}: {error.strerror or error}") from error
+    try:
         return write_directory(final, write)
     except OSError as error:
         raise CheckpointError(f"writing {what} {final} failed ({error.strerror or error}); "

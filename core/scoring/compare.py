@@ -40,9 +40,10 @@ class Criterion:
         return f"{label}: {'EmpathyGAIL' if self.subject == 'candidate' else 'GPT-2+MLE'} at most {self.bound:g}"
 
 
-# Issue #6: GPT-2+MLE at most 55 per word on ED's listener turns; EmpathyGAIL's BLEU, Distinct-2 and emotion
-# accuracy at least MLE's, with perplexity no more than 10% worse.
-BAR = (Criterion("ppl_word", "at_most", 55.0, subject="baseline", source="empatheticdialogues"),
+# Issue #14 (the pretrained base): MLE at most 35 per word on ED's listener turns (issue #6 asked 55 of the
+# from-scratch GPT-2); EmpathyGAIL's BLEU, Distinct-2 and emotion accuracy at least MLE's, with perplexity no more
+# than 10% worse.
+BAR = (Criterion("ppl_word", "at_most", 35.0, subject="baseline", source="empatheticdialogues"),
        Criterion("bleu", "at_least"), Criterion("distinct2", "at_least"), Criterion("emotion_acc", "at_least"),
        Criterion("ppl_word", "ratio_at_most", 1.10))
 
