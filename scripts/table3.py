@@ -4,11 +4,16 @@ seed 0), as the Markdown tables the README shows: `python scripts/table3.py [--c
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from core import paths
-from core.models.generator import Decoding
-from core.registry import list_models, load_responder
-from core.serve_bench import PROMPTS
+if __package__ in (None, ""):  # run as a file: the repository root holds core/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core import paths  # noqa: E402
+from core.models.generator import Decoding  # noqa: E402
+from core.registry import list_models, load_responder  # noqa: E402
+from core.serve_bench import PROMPTS  # noqa: E402
 
 
 def cell(text: str) -> str:
