@@ -55,3 +55,24 @@ def test_train_all_runs_every_stage_then_resumes(micro_preset, tmp_path):
     run_pipeline(str(preset), STAGES[:-1], overrides, log=again.append)
     assert all("done already" in line or "not needed" in line for line in again if not line.endswith(" s")), again
     assert "[base] not needed: MLE starts from" in "\n".join(lines)  # the from-scratch GPT-2 needs no SmolLM2
+
+
+def test_the_stages_a_start_model_needs(tmp_path):
+    """MLE on the pretrained base needs neither the from-scratch tokenizer nor pretraining; MLE on the from-scratch
+    GPT-2 needs both and no base."""
+    from core.engine.pipeline import _unneeded
+    from core.engine.recipes import build_config
+
+    def configs(start: str, lora: str):
+        return {name: build_config(name, overrides=[f"output_dir={tmp_path / name}"] + (
+            [f"generator.name_or_path={start}", f"generator.lora={lora}"] if name == "mle" else []))
+            for name in ("pretrain", "mle", "rl_seq2seq")}
+
+    on_base = configs("smollm2", "{r: 4}")
+    outputs = {"rl_seq2seq": tmp_path / "rl_seq2seq"}  # not trained yet: its tokenizer is still needed
+    assert _unneeded("base", on_base, outputs) == ""
+    assert _unneeded("pretrain", on_base, outputs) == "MLE starts from smollm2"
+    assert _unneeded("tokenizer", on_base, outputs) == ""
+    from_scratch = configs(str(tmp_path / "pretrain"), "null")
+    assert _unneeded("base", from_scratch, outputs).startswith("MLE starts from")
+    assert _unneeded("pretrain", from_scratch, outputs) == "" and _unneeded("tokenizer", from_scratch, outputs) == ""
