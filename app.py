@@ -14,7 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(argv)  # --help exits here, before the heavy imports
     from demo.app import build_app, launch
 
-    launch(build_app(settings), settings)
+    app = build_app(settings)
+    app.store.prepare_base()
+    launch(app, settings)
     return 0
 
 

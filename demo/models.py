@@ -74,6 +74,19 @@ class ModelStore:
         here = f" {HOW_TO_MAKE_HERE}" if self.settings.training_enabled else ""
         return f"**No model found.** No checkpoint (a folder with `model_card.json`) in {dirs}. {HOW_TO_MAKE}{here}"
 
+    def prepare_base(self, log=print) -> None:
+        """Convert the pretrained base before the first visitor waits for it (once per machine, about 40 s on 2
+        cores); the models on it say why they are unavailable when it cannot be had."""
+        if not any(c.kind == "base" or (Path(c.path) / "adapter_config.json").is_file() for c in self.cards().values()):
+            return
+        from core.models import base
+
+        try:
+            log(f"preparing the pretrained base {base.BASE_NAME} (converted once, then loaded in a second) ...")
+            log(f"base ready in {base.ensure_base()}")
+        except base.BaseUnavailable as error:
+            log(f"warning: {error}")
+
     def card(self, label: str) -> ModelCard:
         cards = self.cards()
         if not isinstance(label, str) or label not in cards:

@@ -376,3 +376,24 @@ def test_a_tiny_mle_run_finishes_and_its_model_can_chat(with_data):
     assert job.name in outputs[-2]["choices"] and outputs[-4] == job.model_dir
     (_, history, _, _), _ = last(chat.respond(store, settings, "hello", [], job.name))
     assert history[-1]["role"] == "assistant"
+
+
+def test_the_base_is_prepared_at_start_only_when_a_model_needs_it(settings, tmp_path, monkeypatch):
+    from core.models import base
+    from core.registry import ModelCard
+
+    calls = []
+
+    def unavailable(*args, **kwargs):
+        calls.append(args)
+        raise base.BaseUnavailable("cannot obtain the base: no network")
+
+    monkeypatch.setattr(base, "ensure_base", unavailable)
+    lines = []
+    ModelStore(settings).prepare_base(lines.append)  # the tiny world's models are GPT-2s trained in full
+    assert calls == [] and lines == []
+    zero_shot = settings.models_dir / "smollm2-base"
+    zero_shot.mkdir(parents=True)
+    ModelCard(name="smollm2-base", algorithm="base", kind="base", base={"name": "smollm2"}).save(zero_shot)
+    ModelStore(settings).prepare_base(lines.append)
+    assert len(calls) == 1 and lines[-1] == "warning: cannot obtain the base: no network"
