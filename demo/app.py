@@ -11,8 +11,9 @@ from demo.models import ModelStore, NotAvailable, optional
 from demo.settings import Settings
 
 TITLE = "EmpathyGAIL"
-INTRO = ("# EmpathyGAIL\nA small GPT-2 taught to reply with empathy by imitation learning: a discriminator tells "
-         "people's replies from the model's, and its judgement is the reward the model learns from (GAIL + PPO).")
+INTRO = ("# EmpathyGAIL\nA small pretrained language model (SmolLM2-135M with LoRA adapters) taught to reply with "
+         "empathy by imitation learning: a discriminator tells people's replies from the model's, and its judgement is "
+         "the reward the model learns from (GAIL + PPO).")
 CSS = "#chat-status p, #compare-status p { margin: 0.2em 0; }"
 
 
