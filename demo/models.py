@@ -14,6 +14,7 @@ from types import ModuleType
 
 import torch
 
+from core.models.generator import is_adapter
 from core.registry import RESPONDERS, ModelCard, Responder, list_models, load_responder
 from demo.settings import Settings
 
@@ -77,7 +78,7 @@ class ModelStore:
     def prepare_base(self, log=print) -> None:
         """Convert the pretrained base before the first visitor waits for it (once per machine, about 40 s on 2
         cores); the models on it say why they are unavailable when it cannot be had."""
-        if not any(c.kind == "base" or (Path(c.path) / "adapter_config.json").is_file() for c in self.cards().values()):
+        if not any(c.kind == "base" or is_adapter(c.path) for c in self.cards().values()):
             return
         from core.models import base
 

@@ -20,6 +20,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from core.models.generator import is_adapter
 from demo import jobs
 from demo.chat import refresh_models
 from demo.inputs import clamp
@@ -91,7 +92,7 @@ def _mle_start(base_dir: Path) -> list[str]:
     card = json.loads((base_dir / "model_card.json").read_text())
     if card.get("kind") == "base":
         return [f"generator.name_or_path={card['base']['name']}", "tokenizer=null"]
-    if (base_dir / "adapter_config.json").is_file():
+    if is_adapter(base_dir):
         raise ValueError(f"{card.get('name', base_dir.name)!r} is an adapter: MLE starts from the zero-shot base "
                          "(smollm2-base) or from a model trained in full")
     return [f"generator.name_or_path={base_dir}", "generator.lora=null", f"tokenizer={base_dir}",
