@@ -22,12 +22,17 @@ from peft import PeftModel
 from transformers import PreTrainedModel
 
 from core.models import base, seq2seq
-from core.models.generator import (Context, Decoding, adapter_base, context_length, generate, is_adapter,
+from core.models.generator import (BASE_ROW, Context, Decoding, adapter_base, context_length, generate, is_adapter,
                                    load_base_model, load_generator, response_logprobs, using_adapter)
+from core.models.streaming import TokenQueue, stream_generation
 from core.safety.checkpoints import CHECKSUMS, check_checkpoint_dir, safe_path
 from core.text import SYSTEM_PROMPT, collate, encode, load_tokenizer
 
 CARD_FILE = "model_card.json"
+# One model call at a time per process: two calls would only share the same cores, the random stream that a seed
+# fixes is global to torch, and adapters on a shared base are switched in place. Calls that stream take it in their
+# worker thread, since the reading generator may be resumed on another thread at each step.
+MODEL_LOCK = threading.RLock()
 
 
 @dataclass
@@ -84,6 +89,15 @@ class Responder(ABC):
     def respond(self, history: Sequence[str], prompt: str, decoding: Decoding | None = None) -> str:
         return self.respond_batch([(history, prompt)], decoding)[0]
 
+    def stream(self, history: Sequence[str], prompt: str, decoding: Decoding | None = None) -> Iterator[str]:
+        """The reply as it is written; the last text is `respond`'s for the same seed."""
+        for texts in self.stream_batch([(history, prompt)], decoding):
+            yield texts[0]
+
+    def stream_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> Iterator[list[str]]:
+        """Every reply so far after each decoding step; a model that cannot stream gives its replies whole."""
+        yield self.respond_batch(contexts, decoding)
+
     @abstractmethod
     def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> list[str]:
         """One sampled (or greedy) reply per (history, prompt)."""
@@ -95,32 +109,31 @@ class Responder(ABC):
 
 class SharedBase:
     """One copy of a pretrained base per process and device, shared by the zero-shot base and every adapter on it
-    (three adapters cost 12 MB, three copies of the base 1.6 GB). A call holds the lock with its adapter active."""
+    (three adapters cost 12 MB, three copies of the base 1.6 GB). A call holds MODEL_LOCK with its adapter active."""
 
     _instances: dict[tuple[str, str], SharedBase] = {}
     _creating = threading.Lock()
 
-    def __init__(self, name: str, device: str | torch.device):
+    def __init__(self, name: str, device: str | torch.device, dtype: torch.dtype = torch.float32):
         if base.is_base(name):  # the converted base is checked like any checkpoint before it is loaded
             folder = base.ensure_base()
             check_checkpoint_dir(folder, [folder])
-        self.model = load_base_model(name, device)
+        self.model = load_base_model(name, device, dtype)
         self.tokenizer = load_tokenizer(base.resolve(name))
-        self.lock = threading.RLock()
         self.peft: PeftModel | None = None
 
     @classmethod
-    def get(cls, name: str, device: str | torch.device = "cpu") -> SharedBase:
+    def get(cls, name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> SharedBase:
         with cls._creating:
-            key = (name, str(device))
+            key = (name, str(device), str(dtype))
             if key not in cls._instances:
-                cls._instances[key] = cls(name, device)
+                cls._instances[key] = cls(name, device, dtype)
             return cls._instances[key]
 
     def attach(self, path: Path) -> str:
         """Load the adapter in `path` onto the base (once per distinct weights); returns its name."""
         name = "a" + hashlib.sha256(Path(path, CHECKSUMS).read_bytes()).hexdigest()[:16]
-        with self.lock:
+        with MODEL_LOCK:
             if self.peft is None:
                 self.peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name).eval()
             elif name not in self.peft.peft_config:
@@ -129,12 +142,26 @@ class SharedBase:
 
     @contextmanager
     def using(self, adapter: str | None) -> Iterator[PreTrainedModel]:
-        with self.lock:
+        with MODEL_LOCK:
             if self.peft is None:
                 yield self.model
             else:
                 with using_adapter(self.peft, adapter):
                     yield self.peft
+
+    def generate_mixed(self, adapters: Sequence[str | None], contexts: Sequence[Context], decoding: Decoding,
+                       streamer: TokenQueue | None = None) -> list[str]:
+        """One batched call in which row i answers with adapter `adapters[i]` (None: the base alone)."""
+        with MODEL_LOCK:
+            if self.peft is None:
+                return generate(self.model, self.tokenizer, contexts, decoding, streamer).texts
+            names = [a or BASE_ROW for a in adapters]
+            return generate(self.peft, self.tokenizer, contexts, decoding, streamer, names).texts
+
+    def stream_mixed(self, adapters: Sequence[str | None], contexts: Sequence[Context], decoding: Decoding
+                     ) -> Iterator[list[str]]:
+        return stream_generation(lambda streamer: self.generate_mixed(adapters, contexts, decoding, streamer),
+                                 self.tokenizer, len(contexts))
 
 
 class CausalLMResponder(Responder):
@@ -145,27 +172,34 @@ class CausalLMResponder(Responder):
         self.shared, self.adapter = shared, adapter
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> CausalLMResponder:
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> CausalLMResponder:
         card = ModelCard.load(path)
         if card.kind == "base":
-            shared = SharedBase.get(card.base["name"], device)
+            shared = SharedBase.get(card.base["name"], device, dtype)
             return cls(shared.model, shared.tokenizer, card, shared)
         if is_adapter(path):
-            shared = SharedBase.get(adapter_base(path), device)
+            shared = SharedBase.get(adapter_base(path), device, dtype)
             return cls(shared.model, load_tokenizer(path), card, shared, shared.attach(Path(path)))
-        return cls(load_generator(path, device), load_tokenizer(path), card)
+        return cls(load_generator(path, device, dtype=dtype), load_tokenizer(path), card)
 
     @contextmanager
     def _active(self) -> Iterator[PreTrainedModel]:
         if self.shared is None:
-            yield self.model
+            with MODEL_LOCK:
+                yield self.model
         else:
             with self.shared.using(self.adapter) as model:
                 yield model
 
-    def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> list[str]:
+    def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None,
+                      streamer: TokenQueue | None = None) -> list[str]:
         with self._active() as model:
-            return generate(model, self.tokenizer, contexts, decoding or Decoding()).texts
+            return generate(model, self.tokenizer, contexts, decoding or Decoding(), streamer).texts
+
+    def stream_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> Iterator[list[str]]:
+        return stream_generation(lambda streamer: self.respond_batch(contexts, decoding, streamer), self.tokenizer,
+                                 len(contexts))
 
     @torch.no_grad()
     def score_batch(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[ResponseScore]:
@@ -187,7 +221,9 @@ class Seq2SeqResponder(Responder):
         self.model, self.tokenizer, self.card, self.emotion_model = model.eval(), tokenizer, card, emotion_model
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Seq2SeqResponder:
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> Seq2SeqResponder:
+        """`dtype` is accepted like every responder's and not used: the small GRU baseline always runs in float32."""
         model, tokenizer, emotion_model = seq2seq.load_seq2seq(path, device)
         return cls(model, tokenizer, ModelCard.load(path), emotion_model)
 
@@ -195,12 +231,14 @@ class Seq2SeqResponder(Responder):
         return seq2seq.classify_contexts(self.model.config, self.emotion_model, contexts)
 
     def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> list[str]:
-        return seq2seq.generate(self.model, self.tokenizer, contexts, self._classes(contexts),
-                                decoding or Decoding()).texts
+        with MODEL_LOCK:
+            return seq2seq.generate(self.model, self.tokenizer, contexts, self._classes(contexts),
+                                    decoding or Decoding()).texts
 
     def score_batch(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[ResponseScore]:
-        logprobs, n_tokens = seq2seq.score_replies(self.model, self.tokenizer, contexts, responses,
-                                                   self._classes(contexts))
+        with MODEL_LOCK:
+            logprobs, n_tokens = seq2seq.score_replies(self.model, self.tokenizer, contexts, responses,
+                                                       self._classes(contexts))
         return [ResponseScore(logprob=float(lp), n_tokens=int(n), n_words=max(1, len(r.split()) + 1))
                 for lp, n, r in zip(logprobs, n_tokens, responses)]
 
@@ -211,16 +249,42 @@ RESPONDERS: dict[str, type[Responder]] = {"causal_lm": CausalLMResponder, "base"
 
 
 def load_responder(path: str | Path, device: str | torch.device = "cpu",
-                   allowed_roots: Sequence[str | Path] | None = None) -> Responder:
+                   allowed_roots: Sequence[str | Path] | None = None, dtype: torch.dtype = torch.float32) -> Responder:
     """The model in `path`, once the safety layer accepts the directory: safetensors only (no pickle), every weight
     file intact and matching its checksums.json, nothing reaching outside `allowed_roots` (default: the directory
-    itself). A refused directory raises `core.safety.CheckpointError` naming the file and what is wrong."""
+    itself). A refused directory raises `core.safety.CheckpointError` naming the file and what is wrong. `dtype` is
+    the precision a language model computes in (see `precision`)."""
     card = ModelCard.load(path)
     if card.kind not in RESPONDERS:
         raise ValueError(f"{path}: unknown model kind {card.kind!r}; known: {', '.join(RESPONDERS)}")
     directory = safe_path(path, allowed_roots or [path]) if card.kind == "base" else \
         check_checkpoint_dir(path, allowed_roots or [path])
-    return RESPONDERS[card.kind].from_pretrained(directory, device=device)
+    return RESPONDERS[card.kind].from_pretrained(directory, device=device, dtype=dtype)
+
+
+def stream_together(responders: Sequence[Responder], context: Context, decoding: Decoding | None = None
+                    ) -> Iterator[list[str]]:
+    """Every responder's reply to one context as the replies grow. The adapters (and the zero-shot base) on one
+    shared base answer in one batched call, a row per adapter; every other model answers in a call of its own."""
+    decoding = decoding or Decoding()
+    texts = [""] * len(responders)
+    groups: dict[int, list[int]] = {}
+    calls: list[tuple[list[int], Iterator[list[str]]]] = []
+    for row, responder in enumerate(responders):
+        shared = getattr(responder, "shared", None)
+        if shared is None:
+            calls.append(([row], responder.stream_batch([context], decoding)))
+        else:
+            groups.setdefault(id(shared), []).append(row)
+    for rows in groups.values():
+        shared = responders[rows[0]].shared
+        calls.append((rows, shared.stream_mixed([responders[r].adapter for r in rows], [context] * len(rows),
+                                                decoding)))
+    for rows, stream in calls:
+        for step in stream:
+            for row, text in zip(rows, step):
+                texts[row] = text
+            yield list(texts)
 
 
 def list_models(*directories: str | Path) -> list[ModelCard]:

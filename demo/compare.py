@@ -6,6 +6,7 @@ import csv
 import json
 import threading
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from demo.chat import TABLE3, decoding_from
+from core.registry import stream_together
+from demo.chat import TABLE3, WRITING, decoding_from
 from demo.inputs import clean_text
 from demo.models import ModelStore, NotAvailable, optional
 from demo.settings import Settings
@@ -42,52 +44,60 @@ def parse_history(text: Any, max_chars: int) -> tuple[list[str], list[str]]:
 
 def compare(store: ModelStore, settings: Settings, history_text: Any, prompt: Any, temperature: Any = 0.9,
             top_p: Any = 0.9, max_new_tokens: Any = 50, seed: Any = None, greedy: Any = False
-            ) -> tuple[pd.DataFrame, dict, str, dict]:
-    """Every model's reply to the same context: (table, choices for the vote, status, the comparison record)."""
-    empty = pd.DataFrame(columns=COLUMNS)
+            ) -> Iterator[tuple[pd.DataFrame, dict, str, dict]]:
+    """Every model's reply to the same context, streamed into one table: yields (table, choices for the vote,
+    status, the comparison record); the models on one shared base answer in one batched call."""
+    empty, no_choice = pd.DataFrame(columns=COLUMNS), gr.update(choices=[], value=None)
     history, notes = parse_history(history_text, settings.max_message_chars)
     cleaned = clean_text(prompt, settings.max_message_chars)
     notes = sorted(set(notes) | set(cleaned.notes))
     if not cleaned.text:
-        return empty, gr.update(choices=[], value=None), "Nothing to compare: type a prompt first.", {}
-    labels = store.labels()
-    if not labels:
-        return empty, gr.update(choices=[], value=None), store.missing(), {}
+        yield empty, no_choice, "Nothing to compare: type a prompt first.", {}
+        return
+    if not store.labels():
+        yield empty, no_choice, store.missing(), {}
+        return
     try:
-        safety = optional("core.safety", "the crisis layer", "safe_reply")
+        safety = optional("core.safety", "the crisis layer", "safe_stream")
     except NotAvailable as error:
-        return empty, gr.update(choices=[], value=None), f"⚠️ {error}", {}
-    decoding = decoding_from(temperature, top_p, max_new_tokens, seed, greedy)
-    replies, failures, kinds, guarded = {}, [], set(), []
-    for label in labels:
+        yield empty, no_choice, f"⚠️ {error}", {}
+        return
+    responders, failures = {}, []
+    for label in store.labels():
         try:
-            responder = store.responder(label)
-            with store.lock(label):
-                reply = safety.safe_reply(history, cleaned.text,
-                                          lambda: responder.respond(history, cleaned.text, decoding))
-        except Exception as error:  # one broken model must not hide the others' replies
+            responders[label] = store.responder(label)
+        except NotAvailable as error:  # one broken model must not hide the others' replies
             failures.append(f"{label}: {str(error)[:200]}")
-            continue
-        replies[label] = reply.text
-        kinds.add(reply.kind)
-        if reply.kind == "guarded":
-            guarded.append(f"{label} ({reply.reason})")
-    if not replies:
-        return empty, gr.update(choices=[], value=None), "⚠️ No model could reply. " + "; ".join(failures), {}
+    if not responders:
+        yield empty, no_choice, "⚠️ No model could reply. " + "; ".join(failures), {}
+        return
+    decoding = decoding_from(temperature, top_p, max_new_tokens, seed, greedy)
+    labels = list(responders)
+    replies = []
+    try:
+        for replies in safety.safe_stream(history, cleaned.text, len(labels), lambda: stream_together(
+                list(responders.values()), (history, cleaned.text), decoding)):
+            growing = pd.DataFrame({"model": labels, "reply": [r.text or WRITING for r in replies]})
+            yield growing.reindex(columns=COLUMNS), gr.skip(), "Writing the replies…", {}
+    except Exception as error:
+        yield empty, no_choice, f"⚠️ The models failed to reply ({type(error).__name__}: {str(error)[:200]}).", {}
+        return
 
-    table = pd.DataFrame({"model": list(replies), "reply": list(replies.values())})
-    table["D score"] = _judge_column(store, history, cleaned.text, list(replies.values()), notes)
-    table["emotion"] = _emotion_column(store, list(replies.values()), notes)
-    table["words"] = [len(r.split()) for r in replies.values()]
-    if "crisis" in kinds:
+    texts = [r.text for r in replies]
+    table = pd.DataFrame({"model": labels, "reply": texts})
+    table["D score"] = _judge_column(store, history, cleaned.text, texts, notes)
+    table["emotion"] = _emotion_column(store, texts, notes)
+    table["words"] = [len(t.split()) for t in texts]
+    guarded = [f"{label} ({r.reason})" for label, r in zip(labels, replies) if r.kind == "guarded"]
+    if any(r.kind == "crisis" for r in replies):
         notes.append("the prompt may be about a crisis, so every model gives the fixed support message")
     if guarded:
         notes.append("replaced by a safe reply: " + ", ".join(guarded))
     if failures:
         notes.append("could not reply: " + "; ".join(failures))
     status = " ".join(n[0].upper() + n[1:] + "." for n in notes)
-    record = {"history": history, "prompt": cleaned.text, "replies": replies}
-    return table[COLUMNS], gr.update(choices=list(replies), value=None), status, record
+    record = {"history": history, "prompt": cleaned.text, "replies": dict(zip(labels, texts))}
+    yield table[COLUMNS], gr.update(choices=labels, value=None), status, record
 
 
 def _judge_column(store: ModelStore, history: list[str], prompt: str, replies: list[str], notes: list[str]) -> list:
@@ -175,7 +185,7 @@ def build(store: ModelStore, settings: Settings) -> tuple[gr.Markdown, gr.Datafr
             temperature = gr.Slider(0.05, 2.0, value=0.9, step=0.05, label="Temperature")
             top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
             max_new = gr.Slider(1, 100, value=50, step=1, label="Max new tokens")
-            seed = gr.Number(value=0, precision=0, label="Seed (empty: random)")
+            seed = gr.Number(value=None, precision=0, label="Seed (empty: random)")
             greedy = gr.Checkbox(False, label="Greedy")
     go = gr.Button("Compare all models", variant="primary", elem_id="compare-go")
     gr.Examples([[h, p] for h, p in TABLE3], inputs=[history, prompt], label="The method's Table 3")

@@ -28,7 +28,6 @@ class Settings:
     max_train_examples: int = 2000  # cap on the expert trajectories one run reads
     max_batch_size: int = 8  # cap on a run's batch (GAIL: samples per rollout; its buffer holds twice that)
     max_message_chars: int = 1000  # longer messages keep their end, as the model's own truncation does
-    stream_delay_s: float = 0.02  # pause between streamed words
     concurrency: int = 4  # requests served at once per event
 
     def __post_init__(self):

@@ -230,7 +230,8 @@ def fuzz_handlers(store, settings, count: int, seed: int = 0, deep: bool = False
                 for _ in chat.respond(store, settings, **kwargs):
                     pass
             elif endpoint == "compare":
-                compare.compare(store, settings, **kwargs)
+                for _ in compare.compare(store, settings, **kwargs):
+                    pass
             else:
                 chat.undo(**kwargs)
             result.answered += 1
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
 
         checkpoints = build_world(root)["checkpoints"]
     settings = Settings(checkpoints_dir=checkpoints, results_dir=root / "results", work_dir=root / "work",
-                        data_dir=root / "no-data", host="127.0.0.1", port=None, stream_delay_s=0.0)
+                        data_dir=root / "no-data", host="127.0.0.1", port=None)
     store = ModelStore(settings)
     handlers = fuzz_handlers(store, settings, args.count, args.seed, deep=not args.shallow)
     print(handlers.describe("handlers"), flush=True)

@@ -47,8 +47,7 @@ def page(tmp_path_factory):
     env = pytest.MonkeyPatch()
     env.setenv("EMPATHYGAIL_CACHE", str(root / "cache"))  # the toy data's trajectories are cached here
     settings = Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=root / "work",
-                        data_dir=write_data_dir(root / "data"), host="127.0.0.1", port=free_port(),
-                        stream_delay_s=0.01)
+                        data_dir=write_data_dir(root / "data"), host="127.0.0.1", port=free_port())
     app = build_app(settings)
     _, url, _ = launch(app, settings, prevent_thread_lock=True, quiet=True)
     outside: list[str] = []

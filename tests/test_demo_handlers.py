@@ -29,7 +29,7 @@ def world(tmp_path_factory):
 @pytest.fixture
 def settings(world, tmp_path):
     return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=tmp_path / "work",
-                    data_dir=tmp_path / "no-data", stream_delay_s=0.0, max_message_chars=300)
+                    data_dir=tmp_path / "no-data", max_message_chars=300)
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_no_checkpoint_says_what_is_missing_and_how_to_make_it(tmp_path):
     assert "No model found" in store.missing() and "python -m core train" in store.missing()
     box, history, _, status = list(chat.respond(store, settings, "hello", [], None))[-1]
     assert box == "hello" and history == [] and "No model found" in status
-    table, _, status, _ = compare.compare(store, settings, "", "hello")
+    table, _, status, _ = last(compare.compare(store, settings, "", "hello"))[0]
     assert table.empty and "No model found" in status
 
 
@@ -118,8 +118,7 @@ def test_corrupt_checkpoint_is_refused_with_a_clear_message(world, tmp_path):
     broken = tmp_path / "checkpoints" / "broken"
     shutil.copytree(world["checkpoints"] / "mle", broken)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
-    settings = Settings(checkpoints_dir=tmp_path / "checkpoints", work_dir=tmp_path / "work", results_dir=tmp_path,
-                        stream_delay_s=0.0)
+    settings = Settings(checkpoints_dir=tmp_path / "checkpoints", work_dir=tmp_path / "work", results_dir=tmp_path)
     store = ModelStore(settings)
     with pytest.raises(NotAvailable, match="could not be loaded"):
         store.responder("MLE")
@@ -206,8 +205,8 @@ def test_undo_gives_the_last_message_back():
 # --- compare and votes -----------------------------------------------------------------------------------
 
 def test_compare_replies_from_every_model_with_scores(store, settings):
-    table, choices, status, record = compare.compare(store, settings, "Hi there.\nHello, how are you?",
-                                                     "My dog died last week.", seed=3)
+    table, choices, status, record = last(compare.compare(store, settings, "Hi there.\nHello, how are you?",
+                                                          "My dog died last week.", seed=3))[0]
     assert list(table["model"]) == ["EmpathyGAIL", "MLE", "TextGAIL"]
     assert table["D score"].between(0, 1).all() and (table["emotion"] != "").all()
     assert (table["words"] == table["reply"].str.split().str.len()).all()
@@ -216,14 +215,14 @@ def test_compare_replies_from_every_model_with_scores(store, settings):
 
 
 def test_compare_bad_inputs(store, settings):
-    table, _, status, record = compare.compare(store, settings, None, "   ")
+    table, _, status, record = last(compare.compare(store, settings, None, "   "))[0]
     assert table.empty and "type a prompt" in status and record == {}
-    table, _, status, _ = compare.compare(store, settings, "\x00" * 50 + "\n" * 40, "x" * 5000)
+    table, _, status, _ = last(compare.compare(store, settings, "\x00" * 50 + "\n" * 40, "x" * 5000))[0]
     assert len(table) == 3 and "5,000 characters" in status
 
 
 def test_votes_are_saved_and_summarised(store, settings):
-    _, _, _, record = compare.compare(store, settings, "", "I got a new puppy.")
+    _, _, _, record = last(compare.compare(store, settings, "", "I got a new puppy."))[0]
     assert "Compare first" in compare.vote(settings, "MLE", {})[0]
     assert "Pick one" in compare.vote(settings, "nobody", record)[0]
     compare.vote(settings, "MLE", record)
@@ -330,7 +329,7 @@ def with_data(world, tmp_path, monkeypatch):
 
     monkeypatch.setenv("EMPATHYGAIL_CACHE", str(tmp_path / "cache"))
     return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=tmp_path / "work",
-                    data_dir=write_data_dir(tmp_path / "data"), stream_delay_s=0.0)
+                    data_dir=write_data_dir(tmp_path / "data"))
 
 
 def test_a_stopped_run_still_saves_its_model(with_data):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from core import paths
 
@@ -22,7 +23,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.models.generator import Decoding
     from core.registry import find_model, load_responder
-    from core.safety import NOTICE, safe_reply
+    from core.safety import NOTICE
 
     responder = load_responder(find_model(args.model, paths.checkpoints_dir(args.checkpoints_dir)))
     decoding = Decoding(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
@@ -42,6 +43,24 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not prompt:
             continue
-        reply = safe_reply(history, prompt, lambda: responder.respond(history, prompt, decoding))
-        print(f"bot> {reply.text}")
-        history += [prompt, reply.text]
+        reply = show_streamed(responder, history, prompt, decoding)
+        history += [prompt, reply]
+
+
+def show_streamed(responder, history: list[str], prompt: str, decoding, out=sys.stdout) -> str:
+    """Print the reply as it is written (through `safe_stream`); returns the reply that was kept. A replaced reply
+    is erased from the line before its replacement is printed."""
+    from core.safety import safe_stream
+
+    printed = ""
+    out.write("bot> ")
+    for replies in safe_stream(history, prompt, 1, lambda: responder.stream_batch([(history, prompt)], decoding)):
+        text = replies[0].text
+        if text.startswith(printed):
+            out.write(text[len(printed):])
+        else:
+            out.write("\r\033[K" + "bot> " + text)
+        printed = text
+        out.flush()
+    out.write("\n")
+    return printed

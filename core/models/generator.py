@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.generation.streamers import BaseStreamer
 
 from core.models import base
 from core.text import Encoded, collate, encode_batch, layout, reply_text
@@ -24,6 +25,7 @@ ADAPTER_CONFIG = "adapter_config.json"  # peft's: a directory holding it is an a
 # The longest input any model is fed (context + reply): a pretrained base accepts 8k tokens, but every token costs
 # time on a CPU, and an EmpatheticDialogues conversation with its reply fits in 256.
 MAX_CONTEXT = 256
+BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
 
 @dataclass
@@ -90,10 +92,12 @@ def build_generator(config: GeneratorConfig, tokenizer: PreTrainedTokenizerBase)
     return model
 
 
-def load_base_model(name_or_path: str, device: str | torch.device = "cpu") -> PreTrainedModel:
-    """A pretrained causal LM in float32, its weights frozen; the base's aliases load its converted folder, and the
-    model keeps the base's public name, which the adapter configs saved on it then record."""
-    model = AutoModelForCausalLM.from_pretrained(base.resolve(name_or_path), dtype=torch.float32).to(device)
+def load_base_model(name_or_path: str, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """A pretrained causal LM (float32 unless told; training always is), its weights frozen; the base's aliases
+    load its converted folder, and the model keeps the base's public name, which the adapter configs saved on it
+    then record."""
+    model = AutoModelForCausalLM.from_pretrained(base.resolve(name_or_path), dtype=dtype).to(device)
     if base.is_base(name_or_path):
         model.name_or_path = base.BASE_NAME
     return model.requires_grad_(False).eval()
@@ -138,22 +142,28 @@ def context_length(model: PreTrainedModel) -> int:
 
 
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, contexts: Sequence[Context],
-             decoding: Decoding = Decoding()) -> Generation:
-    """Sample one reply per context in a single batched `generate` call (left padding, KV cache)."""
+             decoding: Decoding = Decoding(), streamer: BaseStreamer | None = None,
+             adapter_names: Sequence[str] | None = None) -> Generation:
+    """Sample one reply per context in a single batched `generate` call (left padding, KV cache). `streamer`
+    receives each step's tokens (core.models.streaming); `adapter_names` gives each row its own adapter of a peft
+    model (BASE_ROW: none), so that several adapters on one base answer in one call."""
     room = context_length(model) - decoding.max_new_tokens
     return generate_encoded(model, tokenizer, encode_batch(tokenizer, [(h, p, None) for h, p in contexts], room),
-                            decoding)
+                            decoding, streamer, adapter_names)
 
 
 @torch.no_grad()
 def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, encoded: Sequence[Encoded],
-                     decoding: Decoding = Decoding()) -> Generation:
+                     decoding: Decoding = Decoding(), streamer: BaseStreamer | None = None,
+                     adapter_names: Sequence[str] | None = None) -> Generation:
     """`generate` for contexts already encoded (each ending with `<|bot|>`), e.g. a rollout's prompts."""
     batch = collate(encoded, tokenizer.pad_token_id, left_pad=True)
     device = model.device
     stop = layout(tokenizer).stops
-    sampling = dict(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0) \
+    options = dict(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0) \
         if decoding.do_sample else dict(do_sample=False)
+    if adapter_names is not None:
+        options["adapter_names"] = list(adapter_names)
     # A seed fixes this call's samples without disturbing the caller's random stream; without one, the global
     # generator advances as usual, so consecutive rollouts differ.
     seeded = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [],
@@ -164,7 +174,7 @@ def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         output = model.generate(
             input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
             max_new_tokens=decoding.max_new_tokens, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id,
-            cache_implementation=decoding.cache_implementation, **sampling)
+            cache_implementation=decoding.cache_implementation, streamer=streamer, **options)
     new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
     texts, sequences = [], []
     for e, tokens in zip(encoded, new_tokens):
@@ -193,11 +203,11 @@ def response_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", trainable: bool = False,
-                   adapter_name: str = "default") -> PreTrainedModel:
+                   adapter_name: str = "default", dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """A model directory, or an adapter directory on its base (loaded first). Weights only from safetensors: a
-    directory with pickle weights is refused by transformers itself. Computed in float32 whatever the stored type
-    (shipped weights are float16; CPUs are slow at half precision)."""
+    directory with pickle weights is refused by transformers itself. Computed in `dtype` whatever the stored type
+    (shipped weights are float16, which CPUs are slow at); peft keeps an adapter's own weights in float32."""
     if is_adapter(path):
-        model = load_base_model(adapter_base(path), device)
+        model = load_base_model(adapter_base(path), device, dtype)
         return PeftModel.from_pretrained(model, str(path), adapter_name=adapter_name, is_trainable=trainable).eval()
-    return AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32).to(device).eval()
+    return AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=dtype).to(device).eval()

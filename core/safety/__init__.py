@@ -6,10 +6,11 @@
 
 from core.safety.checkpoints import CheckpointError, check_checkpoint_dir, safe_path, write_checksums
 from core.safety.crisis import CRISIS_REPLY, CrisisAssessment, assess
-from core.safety.guard import NOTICE, GuardResult, SafeReply, guard, guard_counts, reset_guard_counts, safe_reply
+from core.safety.guard import (NOTICE, GuardResult, SafeReply, guard, guard_counts, reset_guard_counts, safe_reply,
+                               safe_stream)
 
 __all__ = [
     "CRISIS_REPLY", "NOTICE", "CheckpointError", "CrisisAssessment", "GuardResult", "SafeReply", "assess",
-    "check_checkpoint_dir", "guard", "guard_counts", "reset_guard_counts", "safe_path", "safe_reply",
+    "check_checkpoint_dir", "guard", "guard_counts", "reset_guard_counts", "safe_path", "safe_reply", "safe_stream",
     "write_checksums",
 ]

@@ -13,7 +13,7 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from core.safety.crisis import CRISIS_REPLY, RuleTable, assess, normalise, phrase
 
@@ -30,6 +30,9 @@ IDENTITY_FALLBACK = ("I should be clear that I'm an AI program, not a person and
 SLUR, SEXUAL, HARM_ADVICE, IDENTITY, CRISIS_TALK, EMPTY = (
     "slur", "sexual content", "advice to harm", "claims to be human or a therapist", "crisis talk", "empty reply")
 CRISIS = "crisis message"  # counted when safe_reply answers with CRISIS_REPLY
+# A streamed reply is shown this many words behind what has been written, more than any phrase the guard looks for
+# is long, so no word of a phrase it fires on is ever shown; a shorter reply is shown only whole, once it passed.
+HOLD_BACK_WORDS = 6
 
 # The most common English slurs (racial, ethnic, homophobic, transphobic, ableist), kept as SHA-256 of the lowercase
 # word so that the source does not spell them out. A word matches itself or its plural. To add one:
@@ -171,3 +174,45 @@ def safe_reply(history: Sequence[str], prompt: str, generate: Callable[[], str])
         return SafeReply(CRISIS_REPLY, "crisis", assessment.reason, assessment.category)
     result = guard(generate())
     return SafeReply(result.text, "guarded" if result.replaced else "generated", result.reason)
+
+
+def _held_back(text: str) -> str:
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    return text[:starts[-HOLD_BACK_WORDS]].rstrip() if len(starts) > HOLD_BACK_WORDS else ""
+
+
+def safe_stream(history: Sequence[str], prompt: str, rows: int, stream: Callable[[], Iterable[Sequence[str]]]
+                ) -> Iterator[list[SafeReply]]:
+    """`safe_reply` for replies shown as they are written, one or more at once (e.g. one per model): yields what
+    may be shown of each so far. A crisis message gets CRISIS_REPLY in every row, and `stream` is not called. The
+    guard judges each reply whenever it has grown by a word, and what is shown stays HOLD_BACK_WORDS behind; a reply
+    it fires on is replaced by the fallback at once (the words before the held-back ones may have been shown), and
+    its generation stops once no row is left to write. The last item holds each whole reply as `guard` judges it."""
+    assessment = assess(prompt, history)
+    if assessment.is_crisis:
+        _count(CRISIS)
+        yield [SafeReply(CRISIS_REPLY, "crisis", assessment.reason, assessment.category)] * rows
+        return
+    shown = [SafeReply("", "generated", "")] * rows
+    texts: Sequence[str] = [""] * rows
+    words = [0] * rows
+    for texts in stream():
+        for row, text in enumerate(texts):
+            n_words = len(text.split())
+            if shown[row].kind == "guarded" or n_words == words[row]:
+                continue
+            words[row] = n_words
+            reason = _unsafe_reason(text)
+            if reason is None:
+                shown[row] = SafeReply(_held_back(text), "generated", "")
+            else:
+                _count(reason)
+                shown[row] = SafeReply(IDENTITY_FALLBACK if reason == IDENTITY else FALLBACK, "guarded", reason)
+        if all(reply.kind == "guarded" for reply in shown):
+            break
+        yield list(shown)
+    for row, text in enumerate(texts):
+        if shown[row].kind != "guarded":
+            result = guard(text)
+            shown[row] = SafeReply(result.text, "guarded" if result.replaced else "generated", result.reason)
+    yield shown

@@ -1,0 +1,156 @@
+"""Replies shown as they are written: streams that end where the unstreamed reply does, streams that stop when the
+reader does, several adapters on one base answering in one batched call, and the guard on a growing reply."""
+
+import io
+import threading
+import time
+
+import pytest
+import torch
+
+from core.cli.chat import show_streamed
+from core.engine.checkpoint import export_model
+from core.models.generator import Decoding, GeneratorConfig, LoraSettings, build_generator
+from core.models.streaming import stream_generation
+from core.registry import MODEL_LOCK, CausalLMResponder, ModelCard, load_responder, stream_together, write_base_card
+from core.safety import CRISIS_REPLY, safe_stream
+from core.safety.guard import HOLD_BACK_WORDS, IDENTITY_FALLBACK
+from core.text import load_tokenizer
+from engine_fixtures import EXCHANGES, tiny_generator, tiny_llama_base, toy_tokenizer
+
+LORA = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"],
+                    top_layers=1)
+CONTEXTS = [([], p) for p, _ in EXCHANGES[:3]] + [(["Hi there.", "Hello, how are you?"], EXCHANGES[4][0])]
+
+
+@pytest.fixture(scope="module")
+def responders(tmp_path_factory):
+    """Two adapters and the zero-shot base on one tiny Llama, and a GPT-2 of its own."""
+    root = tmp_path_factory.mktemp("models")
+    base_dir = tiny_llama_base(root / "base")
+    tokenizer = load_tokenizer(base_dir)
+    paths = []
+    for seed, name in enumerate(["one", "two"]):
+        torch.manual_seed(seed)
+        model = build_generator(GeneratorConfig(name_or_path=str(base_dir), lora=LORA), tokenizer).eval()
+        with torch.no_grad():
+            for parameter_name, parameter in model.named_parameters():
+                if "lora_B" in parameter_name:
+                    parameter.normal_(0, 0.5)
+        paths.append(export_model(model, tokenizer, ModelCard(name=name, algorithm="mle"), root / name,
+                                  dtype="float32"))
+    paths.append(write_base_card(root / "zero-shot", name=str(base_dir)))
+    gpt2_tokenizer = toy_tokenizer()
+    own = CausalLMResponder(tiny_generator(gpt2_tokenizer), gpt2_tokenizer, ModelCard(name="own", algorithm="mle"))
+    return [load_responder(path) for path in paths] + [own]
+
+
+def test_a_stream_grows_and_ends_with_the_unstreamed_reply(responders):
+    sampled = Decoding(max_new_tokens=12, seed=7)
+    for responder in responders:
+        for history, prompt in CONTEXTS[:2]:
+            texts = list(responder.stream(history, prompt, sampled))
+            assert texts[-1] == responder.respond(history, prompt, sampled)
+            assert texts[-2] == texts[-1]  # the stream's own text already was the whole reply
+            assert len(texts) >= 3 and all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
+
+
+def test_closing_a_stream_stops_its_generation():
+    steps = []
+
+    def endless(streamer):
+        for _ in range(2000):
+            streamer.put(torch.tensor([len(steps)]))
+            steps.append(1)
+            time.sleep(0.002)
+        return ["done"]
+
+    stream = stream_generation(endless, toy_tokenizer(), rows=1)
+    next(stream), next(stream)
+    stream.close()  # returns once the worker has stopped
+    stopped_at = len(steps)
+    time.sleep(0.05)
+    assert stopped_at < 100 and len(steps) == stopped_at
+    assert not [t for t in threading.enumerate() if t.name == "generate"]
+
+
+def test_an_error_while_generating_reaches_the_reader():
+    def failing(streamer):
+        raise ValueError("out of memory, say")
+
+    with pytest.raises(ValueError, match="out of memory"):
+        list(stream_generation(failing, toy_tokenizer(), rows=1))
+    assert MODEL_LOCK.acquire(timeout=1)
+    MODEL_LOCK.release()
+
+
+def test_models_on_one_base_answer_in_one_call_as_each_does_alone(responders, monkeypatch):
+    import core.registry
+
+    calls = []
+    real = core.registry.generate
+    monkeypatch.setattr(core.registry, "generate", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    greedy = Decoding(do_sample=False, max_new_tokens=10)
+    for context in CONTEXTS:
+        calls.clear()
+        together = list(stream_together(responders, context, greedy))
+        assert sorted(calls) == [1, 3]  # the GPT-2 of its own, then three rows on the shared base
+        assert together[-1] == [responder.respond(*context, greedy) for responder in responders]
+    assert len(set(together[-1])) == 4
+
+
+def _growing(reply: str, consumed: list[str]):
+    """A stream that writes `reply` a few characters at a time, recording how far it was read."""
+    for end in range(3, len(reply) + 3, 3):
+        consumed.append(reply[:end])
+        yield [reply[:end]]
+
+
+def test_a_reply_the_guard_replaces_is_never_shown_in_part():
+    consumed: list[str] = []
+    reply = "That is hard. I hear you. Honestly, I am a real person and I know how that feels, truly."
+    shown = [replies[0] for replies in safe_stream([], "I feel alone.", 1, lambda: _growing(reply, consumed))]
+    assert shown[-1].kind == "guarded" and shown[-1].text == IDENTITY_FALLBACK
+    partial = [s.text for s in shown if s.kind == "generated"]
+    assert partial and not [text for text in partial if any(w in text for w in ("real", "person", "Honestly"))]
+    assert len(consumed[-1]) < len(reply)  # the generation stopped once the guard fired
+    short = [replies[0].text for replies in safe_stream([], "Who are you?", 1,
+                                                          lambda: _growing("I am a real person.", []))]
+    assert set(short) <= {"", IDENTITY_FALLBACK}  # too short to show any of it before the guard judged it whole
+
+
+def test_a_safe_reply_streams_behind_what_is_written_and_ends_whole():
+    reply = "That sounds really hard. I am so sorry that happened to you, it must have been a shock."
+    shown = [replies[0].text for replies in safe_stream([], "My car was stolen.", 1,
+                                                          lambda: _growing(reply, []))]
+    assert shown[-1] == reply and all(reply.startswith(text) for text in shown)
+    assert len({text for text in shown}) > 5
+    assert all(len(reply[len(text):].split()) >= HOLD_BACK_WORDS for text in shown[:-1])
+
+
+def test_rows_are_guarded_apart_and_a_crisis_message_never_reaches_the_models():
+    def two_rows():
+        for n in range(1, 30):
+            yield ["Sorry to hear that. You should just kill yourself now, it would be over"[:n * 3],
+                   "That sounds like a lot to carry. I am here and listening to you."[:n * 3]]
+
+    final = list(safe_stream([], "I failed my exam.", 2, two_rows))[-1]
+    assert [r.kind for r in final] == ["guarded", "generated"]
+    assert final[1].text == "That sounds like a lot to carry. I am here and listening to you."
+
+    def never():
+        raise AssertionError("a crisis message must not reach the model")
+
+    [replies] = list(safe_stream([], "I am going to kill myself tonight.", 3, never))
+    assert [r.text for r in replies] == [CRISIS_REPLY] * 3
+
+
+def test_the_terminal_chat_prints_the_reply_as_it_grows():
+    class Writer:
+        def stream_batch(self, contexts, decoding):
+            return _growing("Oh no, that is such a shame. Did you get to talk to anyone about it afterwards?", [])
+
+    out = io.StringIO()
+    kept = show_streamed(Writer(), [], "I missed the train.", Decoding(), out)
+    assert kept == "Oh no, that is such a shame. Did you get to talk to anyone about it afterwards?"
+    assert out.getvalue() == f"bot> {kept}\n"
