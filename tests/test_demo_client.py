@@ -18,7 +18,7 @@ def served(tmp_path_factory):
     world = build_world(tmp_path_factory.mktemp("world"))
     settings = Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"],
                         work_dir=world["root"] / "work", data_dir=world["root"] / "no-data", host="127.0.0.1",
-                        port=free_port(), stream_delay_s=0.0, max_message_chars=500)
+                        port=free_port(), max_message_chars=500)
     app = build_app(settings)
     _, url, _ = launch(app, settings, prevent_thread_lock=True, quiet=True)
     yield Client(url, verbose=False), settings

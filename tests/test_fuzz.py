@@ -25,7 +25,7 @@ API_CASES = 120
 def settings(tmp_path_factory):
     world = build_world(tmp_path_factory.mktemp("fuzz"))
     return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=world["root"] / "work",
-                    data_dir=world["root"] / "no-data", host="127.0.0.1", port=free_port(), stream_delay_s=0.0)
+                    data_dir=world["root"] / "no-data", host="127.0.0.1", port=free_port())
 
 
 @pytest.fixture
