@@ -2,6 +2,7 @@
 
 import os
 import sys
+import threading
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no usage reports
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything the app needs is local; never fetch at start-up
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.app import build_app, launch
 
     app = build_app(settings)
-    app.store.prepare_base()
+    threading.Thread(target=app.store.warm_up, name="warm-up", daemon=True).start()  # the page says it is loading
     launch(app, settings)
     return 0
 

@@ -14,6 +14,7 @@ TITLE = "EmpathyGAIL"
 INTRO = ("# EmpathyGAIL\nA small pretrained language model (SmolLM2-135M with LoRA adapters) taught to reply with "
          "empathy by imitation learning: a discriminator tells people's replies from the model's, and its judgement is "
          "the reward the model learns from (GAIL + PPO).")
+LOADING_POLL_S = 2.0
 CSS = "#chat-status p, #compare-status p { margin: 0.2em 0; }"
 
 
@@ -51,6 +52,15 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
 
         app.load(on_load, [chat_model], [chat_model, chat_missing, *compare_parts, *review_parts, *results_parts],
                  api_visibility="private")
+
+        # While the models load (see ModelStore.warm_up) the page says so, and clears it once they are ready.
+        loading = gr.Timer(LOADING_POLL_S)
+
+        def while_loading(current):
+            return (*chat.refresh_models(store, current), store.missing(), gr.Timer(active=bool(store.loading)))
+
+        loading.tick(while_loading, [chat_model], [chat_model, chat_missing, compare_parts[0], loading],
+                     api_visibility="private", show_progress="hidden")
     app.settings, app.store = settings, store  # for launch() and tests
     return app
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from core import paths
 from core.registry import list_models
+from demo.settings import Settings
 
 PROMPTS = [
     "I lost my job today.", "My dog died last week.", "I passed my exam!", "I got a new puppy.",
@@ -71,6 +72,7 @@ class Report:
     requests_per_client: int
     max_new_tokens: int
     concurrency: int
+    max_batch: int
     requests: int = 0
     answered: int = 0
     errors: int = 0
@@ -125,14 +127,15 @@ def free_port() -> int:
 class App:
     """`python app.py` in its own process on a localhost port; stopped on exit."""
 
-    def __init__(self, checkpoints: Path, data: Path, work: Path, env: dict[str, str], start_timeout: float):
+    def __init__(self, checkpoints: Path, data: Path, work: Path, env: dict[str, str], start_timeout: float,
+                 max_batch: int):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = work / "app.log"
         work.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, str(paths.REPO_ROOT / "app.py"), "--checkpoints-dir", str(checkpoints),
                    "--data-dir", str(data), "--results-dir", str(work / "results"), "--work-dir", str(work),
-                   "--host", "127.0.0.1", "--port", str(self.port), "--training"]
+                   "--host", "127.0.0.1", "--port", str(self.port), "--training", "--max-batch", str(max_batch)]
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(command, cwd=paths.REPO_ROOT, env=env, stdout=self._log_file,
                                         stderr=subprocess.STDOUT)
@@ -314,11 +317,9 @@ def run(args: argparse.Namespace, root: Path) -> Report:
     work = root / "work"
     deadline = time.time() + args.timeout
     print(f"starting the app (models: {', '.join(models)}) ...", flush=True)
-    app = App(checkpoints, data, work, env, start_timeout=min(args.timeout, 180))
-    from demo.settings import Settings
-
+    app = App(checkpoints, data, work, env, start_timeout=min(args.timeout, 180), max_batch=args.max_batch)
     report = Report(clients=args.clients, requests_per_client=args.requests, max_new_tokens=args.max_new_tokens,
-                    concurrency=Settings.concurrency)
+                    concurrency=Settings.concurrency, max_batch=args.max_batch)
     try:
         api = client(app.url)
         for model in models:  # load every model once, so the figures are for serving, not loading
@@ -360,7 +361,8 @@ def run(args: argparse.Namespace, root: Path) -> Report:
 
 def describe(report: Report) -> str:
     lines = [f"load: {report.clients} clients x {report.requests_per_client} /respond requests "
-             f"(max_new_tokens {report.max_new_tokens}, app concurrency {report.concurrency} per event)",
+             f"(max_new_tokens {report.max_new_tokens}, app concurrency {report.concurrency} per event, "
+             f"{f'up to {report.max_batch} replies per batched call' if report.max_batch > 1 else 'unbatched'})",
              f"  requests {report.requests}, answered {report.answered}, errors {report.errors}, "
              f"dropped {report.dropped}",
              f"  latency p50 {report.p50_s:.2f} s, p95 {report.p95_s:.2f} s, max {report.max_s:.2f} s; "
@@ -396,21 +398,36 @@ def build_parser() -> argparse.ArgumentParser:
                                                                               "as dropped (default 120)")
     parser.add_argument("--timeout", type=float, default=900.0, help="the whole benchmark's bound in seconds "
                                                                       "(default 900)")
+    parser.add_argument("--max-batch", type=int, default=Settings.max_batch, help="the app's --max-batch: chat "
+                        f"replies written in one batched call (default {Settings.max_batch}; 1: unbatched)")
+    parser.add_argument("--against-unbatched", action="store_true", help="first run the same chat load on the app "
+                        "with --max-batch 1 (no training run), and print the ratio")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("clients", "requests", "max_new_tokens", "train_steps"):
+    for name in ("clients", "requests", "max_new_tokens", "train_steps", "max_batch"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
     root = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    reports = []
+    if args.against_unbatched:
+        reports.append(run(argparse.Namespace(**{**vars(args), "max_batch": 1, "with_training": False}),
+                           root / "unbatched"))
+        print(describe(reports[-1]))
     report = run(args, root)
+    reports.append(report)
     print(describe(report))
+    if args.against_unbatched and reports[0].p50_s > 0 and reports[0].throughput_per_s > 0:
+        unbatched = reports[0]
+        print(f"batched against unbatched: p50 {unbatched.p50_s / report.p50_s:.2f}x faster, p95 "
+              f"{unbatched.p95_s / report.p95_s:.2f}x, answers/s "
+              f"{report.throughput_per_s / unbatched.throughput_per_s:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
-    if not report.passed:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in reports], indent=2, default=str) + "\n")
+    if not all(r.passed for r in reports):
         print(f"the app's log and files are kept in {root}")
         return 1
     shutil.rmtree(root, ignore_errors=True)

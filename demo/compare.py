@@ -185,7 +185,7 @@ def build(store: ModelStore, settings: Settings) -> tuple[gr.Markdown, gr.Datafr
             temperature = gr.Slider(0.05, 2.0, value=0.9, step=0.05, label="Temperature")
             top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
             max_new = gr.Slider(1, 100, value=50, step=1, label="Max new tokens")
-            seed = gr.Number(value=None, precision=0, label="Seed (empty: random)")
+            seed = gr.Textbox("", label="Seed (empty: random)", max_lines=1, elem_id="compare-seed")
             greedy = gr.Checkbox(False, label="Greedy")
     go = gr.Button("Compare all models", variant="primary", elem_id="compare-go")
     gr.Examples([[h, p] for h, p in TABLE3], inputs=[history, prompt], label="The method's Table 3")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-from core.models.generator import is_adapter
+from core.models.generator import is_adapter, serving_dtype
 from core.registry import RESPONDERS, ModelCard, Responder, list_models, load_responder
+from core.serving import ReplyBatcher
 from demo.settings import Settings
 
 DEFAULT_ALGORITHM = "empathygail"
@@ -24,6 +26,8 @@ HOW_TO_MAKE = ("Train one with `python -m core train mle`, then `python -m core 
                "and reload this page.")
 HOW_TO_MAKE_HERE = "Or start a short run in the Train tab: its model appears here when it is done."
 EMOTION_HOW = "train it with `python -m core train emotion`"
+LOADING = ("⏳ **Loading the models.** The first start on a machine converts the pretrained base (about 40 s on 2 "
+           "cores); later starts take seconds. Send your message again in a moment.")
 
 
 class NotAvailable(RuntimeError):
@@ -51,6 +55,9 @@ class ModelStore:
     def __init__(self, settings: Settings, cache_size: int = 6):
         self.settings = settings
         self.cache_size = cache_size
+        self.dtype = serving_dtype(settings.precision)
+        self.batcher = ReplyBatcher(settings.max_batch)
+        self.loading: str | None = None  # what the page says while `warm_up` runs
         self._loaded: OrderedDict[str, Responder] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
         self._extras: dict[str, object] = {}
@@ -68,7 +75,10 @@ class ModelStore:
         return list(self.cards())
 
     def missing(self) -> str:
-        """Markdown saying why no model can be served and how to make one; empty when there is one."""
+        """Markdown saying why no model can be served yet (still loading, or none trained and how to make one);
+        empty when they can."""
+        if self.loading:
+            return self.loading
         if self.labels():
             return ""
         dirs = " or ".join(f"`{d}`" for d in self.settings.model_dirs)
@@ -87,6 +97,24 @@ class ModelStore:
             log(f"base ready in {base.ensure_base()}")
         except base.BaseUnavailable as error:
             log(f"warning: {error}")
+
+    def warm_up(self, log=print) -> None:
+        """Prepare the base and load the models before the first visitor waits for them; meanwhile `missing` says
+        that they are loading, so that a request gets that answer rather than a long wait or an error."""
+        self.loading = LOADING
+        tic = time.perf_counter()
+        try:
+            self.prepare_base(log)
+            labels = self.labels()[:self.cache_size]
+            for label in labels:
+                try:
+                    self.responder(label)
+                except NotAvailable as error:
+                    log(f"warning: {error}")
+            log(f"{len(labels)} models loaded in {time.perf_counter() - tic:.1f} s "
+                f"({str(self.dtype).removeprefix('torch.')})")
+        finally:
+            self.loading = None
 
     def card(self, label: str) -> ModelCard:
         cards = self.cards()
@@ -175,7 +203,7 @@ class ModelStore:
 
     def _load(self, card: ModelCard) -> Responder:
         try:
-            return load_responder(card.path, allowed_roots=self.settings.model_dirs)
+            return load_responder(card.path, allowed_roots=self.settings.model_dirs, dtype=self.dtype)
         except Exception as error:  # a corrupt checkpoint can fail in many libraries; the visitor sees why
             raise NotAvailable(f"model {card.name!r} at {card.path} could not be loaded: "
                                f"{type(error).__name__}: {str(error)[:300]}") from error

@@ -28,14 +28,16 @@ class Settings:
     max_train_examples: int = 2000  # cap on the expert trajectories one run reads
     max_batch_size: int = 8  # cap on a run's batch (GAIL: samples per rollout; its buffer holds twice that)
     max_message_chars: int = 1000  # longer messages keep their end, as the model's own truncation does
-    concurrency: int = 4  # requests served at once per event
+    concurrency: int = 8  # requests served at once per event
+    max_batch: int = 8  # chat replies written together in one batched call (core.serving); 1: one at a time
+    precision: str = "auto"  # float32, bfloat16, or auto (core.models.generator.serving_dtype)
 
     def __post_init__(self):
         self.checkpoints_dir = paths.checkpoints_dir(self.checkpoints_dir)
         self.data_dir = paths.data_dir(self.data_dir)
         self.results_dir = _resolve(self.results_dir, RESULTS_ENV, paths.REPO_ROOT / "results")
         self.work_dir = _resolve(self.work_dir, WORK_ENV, paths.REPO_ROOT / "runs" / "app")
-        for name in ("max_train_steps", "max_train_examples", "max_message_chars"):
+        for name in ("max_train_steps", "max_train_examples", "max_message_chars", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_batch_size < 2:
@@ -93,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-train-steps", type=int, default=None, help="cap on a run's steps (default: 200)")
     parser.add_argument("--max-train-examples", type=int, default=None,
                         help="cap on the trajectories a run reads (default: 2000)")
+    parser.add_argument("--max-batch", type=int, default=None, help="chat replies written together in one batched "
+                        "call when visitors ask at once (default 8; 1: one at a time)")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+                        help="precision replies are computed in (default auto: bfloat16 on a GPU or a processor with "
+                             "bfloat16 instructions, else float32)")
     return parser
 
 

@@ -30,9 +30,14 @@ from demo.settings import Settings
 ALGORITHMS = ["mle", "textgail", "empathygail"]
 NO_PRESET = "none"  # configs/<algorithm>.yaml as it is
 VALID_ROWS = 64  # validation rows a capped run reads
-# (plot title, metric names in order of preference: the first one a run logs is drawn)
-PLOTS = [("Loss (GAIL: the discriminator's)", ["d_loss", "loss"]), ("Reward (GAIL)", ["reward", "reward_d"]),
+# (plot title before a run logs, metric names in order of preference: the first one a run logs is drawn, and the
+# plot is then titled by what it shows)
+PLOTS = [("Loss", ["d_loss", "loss"]), ("Reward (GAIL)", ["reward", "reward_d"]),
          ("KL to the start model (GAIL)", ["kl", "approx_kl"]), ("Validation perplexity", ["valid_ppl"])]
+TITLES = {"d_loss": "Discriminator loss (GAIL)", "loss": "Language-model loss (MLE)", "reward": "Reward (GAIL)",
+          "reward_d": "Discriminator's reward (GAIL)", "kl": "KL to the start model (GAIL)",
+          "approx_kl": "Approximate KL of a PPO update", "valid_ppl": "Validation perplexity"}
+STOPPING = "Stopping after the current step…"
 
 
 @dataclass
@@ -123,6 +128,7 @@ def build_config(settings: Settings, request: Request, base_dir: Path, name: str
             f"minibatch_size={request.batch_size}", f"d_batch_size={request.batch_size}",
             f"d_pretrain_steps={request.d_pretrain_steps}", f"kl_coef={request.kl_coef}", "warmup_steps=0",
             f"eval_every={max(1, request.steps // 5)}", f"eval_samples={VALID_ROWS}", f"forward_batch_size={buffer}",
+            "log_every=1",  # every step's metrics, so that an evaluation is drawn even when the run is stopped
             f"checkpoint_every={request.steps + request.d_pretrain_steps + 1}", "keep_last=1",
             f"shaping_prior_samples={min(settings.max_train_examples, 500)}",
             f"emotion_model={emotion if uses_emotion else 'null'}",
@@ -172,7 +178,7 @@ def _has_files(directory: Path) -> bool:
 
 
 def stop_run(runner: jobs.JobRunner) -> str:
-    return "Stopping after the current step…" if runner.stop() else "No run is going."
+    return STOPPING if runner.stop() else "No run is going."
 
 
 def curve(rows: list[tuple[int, float]] = ()) -> pd.DataFrame:
@@ -182,12 +188,13 @@ def curve(rows: list[tuple[int, float]] = ()) -> pd.DataFrame:
     return pd.DataFrame({"step": pd.Series(steps, dtype="int64"), "value": pd.Series(values, dtype="float64")})
 
 
-def curves(metrics: list[dict[str, float]]) -> list[pd.DataFrame]:
-    """One table per plot from the metrics logged so far: the first of the plot's metric names the run logs."""
+def curves(metrics: list[dict[str, float]]) -> list[tuple[pd.DataFrame, str]]:
+    """One (table, title) per plot from the metrics logged so far: the first of the plot's metric names the run
+    logs, and the title saying which it is."""
     frames = []
-    for _, names in PLOTS:
+    for title, names in PLOTS:
         name = next((n for n in names if any(n in m for m in metrics)), None)
-        frames.append(curve([(m["step"], m[name]) for m in metrics if name in m]))
+        frames.append((curve([(m["step"], m[name]) for m in metrics if name in m]), TITLES.get(name, title)))
     return frames
 
 
@@ -199,6 +206,8 @@ def progress_html(job: jobs.Job) -> str:
     words = {jobs.RUNNING: "running", jobs.STOPPING: "stopping after this step", jobs.FINISHED: "finished",
              jobs.STOPPED: "stopped", jobs.FAILED: "failed"}[job.state]
     text = f"<b>{html.escape(job.name)}</b>: {words}, step {done} of {job.total_steps}, {job.elapsed_s:.0f} s"
+    if job.state == jobs.RUNNING and done == 0:
+        text += " (reading the data and building the models before the first step: about half a minute)"
     if job.state == jobs.FINISHED or job.state == jobs.STOPPED:
         text += f". The model is saved and listed in Chat and Compare as <b>{html.escape(job.name)}</b>."
     if job.error:
@@ -212,7 +221,8 @@ def poll(runner: jobs.JobRunner, store: ModelStore, seen: Any, shown: Any, curre
     refreshed model list for Chat."""
     job = runner.snapshot()
     key = f"{job.name}:{len(job.metrics)}"
-    plots = curves(job.metrics) if key != shown else [gr.skip()] * len(PLOTS)
+    plots = [gr.update(value=frame, title=title) for frame, title in curves(job.metrics)] if key != shown \
+        else [gr.skip()] * len(PLOTS)
     finished = job.model_dir if job.state in (jobs.FINISHED, jobs.STOPPED) else ""
     if finished and finished != seen:
         model_update, missing = refresh_models(store, current_model)
@@ -221,6 +231,12 @@ def poll(runner: jobs.JobRunner, store: ModelStore, seen: Any, shown: Any, curre
     buttons = gr.update(interactive=not job.active), gr.update(interactive=job.active)
     return (progress_html(job), *plots, "\n".join(job.events[-12:]), *buttons, finished or seen, key,
             model_update, missing)
+
+
+def stop_message(runner: jobs.JobRunner, message: Any):
+    """Timer tick: "stopping" becomes "stopped" once the run has ended."""
+    job = runner.snapshot()
+    return f"Stopped at step {job.step}; the model is saved." if message == STOPPING and not job.active else gr.skip()
 
 
 def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_missing: gr.Markdown) -> None:
@@ -267,6 +283,7 @@ def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_m
     timer.tick(partial(poll, runner, store), [seen, shown, chat_model],
                [progress, *plots, events, go, stop, seen, shown, chat_model, chat_missing],
                api_name="training_status", concurrency_limit=None, show_progress="hidden")
+    timer.tick(partial(stop_message, runner), [message], [message], api_visibility="private", show_progress="hidden")
     base.focus(lambda b: gr.update(choices=store.labels(), value=b), [base], [base], api_visibility="private")
 
 

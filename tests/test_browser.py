@@ -94,6 +94,58 @@ def test_chat_gets_a_reply(page, shots):
     page.screenshot(path=str(shots / "chat.png"), full_page=True)
 
 
+WATCH_BOT_TEXT = """() => {
+    window.botTexts = [];
+    new MutationObserver(() => {
+        const bubbles = document.querySelectorAll("#chat-box [data-testid='bot']");
+        const text = bubbles.length ? bubbles[bubbles.length - 1].innerText.trim() : "";
+        if (text && text !== window.botTexts[window.botTexts.length - 1]) window.botTexts.push(text);
+    }).observe(document.querySelector("#chat-box"), {subtree: true, childList: true, characterData: true});
+}"""
+# Types into the message box, as a person would, the moment the first words of a reply are on the page.
+TYPE_DURING_STREAM = """(typed) => {
+    const box = document.querySelector("#chat-input textarea");
+    new MutationObserver((_, observer) => {
+        if (!document.querySelector("#chat-box [data-testid='bot']")) return;
+        observer.disconnect();
+        box.value = typed;
+        box.dispatchEvent(new Event("input", {bubbles: true}));
+    }).observe(document.querySelector("#chat-box"), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_a_reply_grows_while_it_is_written_and_what_is_typed_meanwhile_stays(page):
+    open_tab(page, "Chat")
+    page.locator("#chat-clear").click()
+    expect(bot_messages(page)).to_have_count(0)
+    page.evaluate(WATCH_BOT_TEXT)
+    page.evaluate(TYPE_DURING_STREAM, "It really hurts")
+    box = page.locator("#chat-input textarea")
+    box.fill("My best friend moved to another country and I miss her every single day.")
+    box.press("Enter")
+    bot_messages(page).first.wait_for()
+    page.wait_for_function("() => !document.querySelector('#chat-box .pending')")
+    page.wait_for_timeout(500)
+    texts = page.evaluate("() => window.botTexts")
+    final = bot_messages(page).last.inner_text().strip()
+    grown = [t for t in texts if t != "…"]
+    assert len(grown) >= 2 and grown[-1] == final and all(final.startswith(t) for t in grown), texts
+    assert box.input_value() == "It really hurts"  # typing during the stream lost nothing
+
+
+def test_what_a_person_types_is_shown_as_text_not_markup(page):
+    open_tab(page, "Chat")
+    box = page.locator("#chat-input textarea")
+    box.fill("# HUGE <b>bold</b> **stars** <img src=x>")
+    box.press("Enter")
+    user = page.locator("#chat-box [data-testid='user']").last
+    user.get_by_text("# HUGE <b>bold</b> **stars** <img src=x>").wait_for()
+    assert user.locator("h1, b, strong, img").count() == 0
+    page.wait_for_function("() => !document.querySelector('#chat-box .pending')")
+    page.locator("button:has-text('Decoding settings'):visible").first.click()
+    assert page.locator("#chat-seed textarea, #chat-seed input").first.input_value() == ""  # random unless set
+
+
 def test_compare_gets_a_reply_from_every_model(page, shots):
     open_tab(page, "Compare")
     page.locator("#compare-prompt textarea").fill("He was a very good friend of mine. Last month, he passed away.")

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import gradio as gr
 import pandas as pd
 import pytest
 
@@ -60,8 +61,6 @@ def test_settings_from_environment_and_arguments(monkeypatch, tmp_path):
 
 
 def test_app_builds_with_nothing_to_serve_and_training_off(tmp_path):
-    import gradio as gr
-
     from demo.app import build_app
 
     settings = Settings(checkpoints_dir=tmp_path / "none", results_dir=tmp_path / "none", work_dir=tmp_path / "w",
@@ -129,11 +128,12 @@ def test_corrupt_checkpoint_is_refused_with_a_clear_message(world, tmp_path):
 # --- chat ------------------------------------------------------------------------------------------------
 
 def test_chat_streams_a_reply_and_reads_the_emotion(store, settings):
-    (box, history, emotion, status), n = last(chat.respond(store, settings, "I lost my job today.", [],
-                                                           "EmpathyGAIL", seed=1))
-    assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
+    updates = list(chat.respond(store, settings, "I lost my job today.", [], "EmpathyGAIL", seed=1))
+    box, history, emotion, status = updates[-1]
+    # The box is emptied once, as the message is taken; later updates leave it to what the person types next.
+    assert updates[0][0] == "" and all(u[0] == gr.skip() for u in updates[1:]) and len(updates) >= 3
+    assert [m["role"] for m in history] == ["user", "assistant"]
     assert history[0]["content"] == "I lost my job today." and history[1]["content"].strip()
-    assert n >= 2  # the user's message first, then the reply (word by word)
     assert isinstance(emotion, dict) and abs(sum(emotion.values()) - 1) < 1e-4
     assert "Emotion in your messages so far" in status
 
@@ -141,6 +141,14 @@ def test_chat_streams_a_reply_and_reads_the_emotion(store, settings):
     blocks = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in history]
     (_, history2, _, status2), _ = last(chat.respond(store, settings, "It was my dream job.", blocks, "MLE"))
     assert [m["role"] for m in history2] == ["user", "assistant"] * 2 and "→" in status2
+
+
+def test_chat_shows_what_was_typed_as_text_and_the_model_reads_it_as_typed(store, settings):
+    typed = "# HUGE <img src=x> & **stars**"
+    (_, history, _, _), _ = last(chat.respond(store, settings, typed, [], "MLE"))
+    assert history[0]["content"] == "# HUGE &lt;img src=x&gt; &amp; **stars**"
+    assert chat.utterances(chat.messages(history), 1000)[0] == typed
+    assert chat.undo(history) == ([], typed)
 
 
 def test_chat_seed_makes_replies_repeatable(store, settings):
@@ -182,10 +190,10 @@ def test_chat_crisis_message_gets_the_fixed_reply(store, settings):
     from core.safety import CRISIS_REPLY
 
     (_, history, _, status), _ = last(chat.respond(store, settings, "I want to kill myself tonight", [], "MLE"))
-    assert history[-1]["content"] == chat.CRISIS_BANNER + CRISIS_REPLY
+    assert chat.messages(history)[-1]["content"] == chat.CRISIS_BANNER + CRISIS_REPLY
     assert "crisis" in status and "not the model's" in status
     # The banner is for people; the model reads the support text itself.
-    assert chat.utterances(history, 10_000)[-1] == CRISIS_REPLY
+    assert chat.utterances(chat.messages(history), 10_000)[-1] == CRISIS_REPLY
 
 
 def test_decoding_values_are_clamped():
@@ -321,6 +329,14 @@ def test_gail_request_is_capped(store, settings):
     assert config.steps == 60 and config.buffer_size == 16 and config.algorithm == "empathygail"
     assert Path(config.output_dir) == settings.models_dir / "run" and config.init_from == store.card("MLE").path
     assert config.emotion_model == str(settings.emotion_dir)
+    assert config.log_every == 1  # an evaluation is logged, and drawn, even when the run is stopped early
+
+
+def test_progress_says_what_a_run_does_before_its_first_step():
+    preparing = train.progress_html(jobs.Job(name="mle-app", state=jobs.RUNNING, total_steps=10))
+    assert "step 0 of 10" in preparing and "reading the data and building the models" in preparing
+    assert "reading the data" not in train.progress_html(jobs.Job(name="mle-app", state=jobs.RUNNING,
+                                                                  total_steps=10, step=1))
 
 
 @pytest.fixture
@@ -338,11 +354,13 @@ def test_a_stopped_run_still_saves_its_model(with_data):
     assert "Started" in train.start(runner, store, with_data, *form(steps=10_000))
     while not runner.snapshot().metrics and runner.snapshot().active:
         time.sleep(0.05)
-    assert "Stopping" in train.stop_run(runner)
+    message = train.stop_run(runner)
+    assert "Stopping" in message and train.stop_message(runner, message) == gr.skip()
     job = runner.wait(120)
     assert job.state == jobs.STOPPED, job.error
     assert job.step < 10_000 and job.name in store.labels() and store.card(job.name).steps == job.step
     assert job.pid not in (0, os.getpid()) and "stopped" in train.progress_html(job)
+    assert train.stop_message(runner, message) == f"Stopped at step {job.step}; the model is saved."
 
 
 def test_a_failing_run_shows_one_line_and_frees_the_form(with_data, tmp_path):
@@ -369,8 +387,9 @@ def test_a_tiny_mle_run_finishes_and_its_model_can_chat(with_data):
     assert job.state == jobs.FINISHED, job.error
     assert [m["step"] for m in job.metrics] == [1, 2, 3] and any("valid_ppl" in m for m in job.metrics)
     assert job.name in store.labels()
-    frames = train.curves(job.metrics)
-    assert list(frames[0]["value"]) == [m["loss"] for m in job.metrics] and frames[1].empty and not frames[3].empty
+    (loss, title), (reward, _), _, (valid, _) = train.curves(job.metrics)
+    assert list(loss["value"]) == [m["loss"] for m in job.metrics] and reward.empty and not valid.empty
+    assert title == "Language-model loss (MLE)"  # not the discriminator's, which GAIL draws there
 
     outputs = train.poll(runner, store, "", "", "EmpathyGAIL")
     assert job.name in outputs[-2]["choices"] and outputs[-4] == job.model_dir
@@ -397,3 +416,19 @@ def test_the_base_is_prepared_at_start_only_when_a_model_needs_it(settings, tmp_
     ModelCard(name="smollm2-base", algorithm="base", kind="base", base={"name": "smollm2"}).save(zero_shot)
     ModelStore(settings).prepare_base(lines.append)
     assert len(calls) == 1 and lines[-1] == "warning: cannot obtain the base: no network"
+
+
+def test_while_the_models_load_a_visitor_is_told_so_and_keeps_their_message(settings):
+    store = ModelStore(settings)
+    seen = []
+
+    def during_warm_up(message):
+        seen.append((message, last(chat.respond(store, settings, "I lost my keys.", [], "MLE"))[0]))
+
+    store.warm_up(during_warm_up)
+    message, (box, history, _, status) = seen[-1]
+    assert "3 models loaded" in message and store.loading is None
+    assert box == "I lost my keys." and history == [] and "Loading the models" in status
+    assert len(store._loaded) == 3 and store.missing() == ""
+    (_, history, _, _), _ = last(chat.respond(store, settings, "I lost my keys.", [], "MLE"))
+    assert history[-1]["role"] == "assistant"

@@ -1,3 +1,7 @@
+import json
+
+import pytest
+
 from core import serve_bench
 from core.registry import ModelCard
 from tests.engine_fixtures import tiny_generator, toy_tokenizer
@@ -11,12 +15,17 @@ def test_serve_bench_loads_every_model_and_times_replies(tmp_path, capsys):
         tokenizer.save_pretrained(folder)
         ModelCard(name, algorithm).save(folder)
 
-    status = serve_bench.main(str(tmp_path), replies=3)
+    status = serve_bench.main(str(tmp_path), replies=3, rounds=2, examples=0, cold=False,
+                              json_path=str(tmp_path / "serve.json"))
 
     out = capsys.readouterr().out
-    assert "loaded 2 models" in out
-    assert "gpt2-mle: one reply p50" in out and "empathygail: one reply p50" in out
-    assert ("target 0.3 s: met" in out) == (status == 0)
+    assert "serving 2 models" in out
+    figures = json.loads((tmp_path / "serve.json").read_text())
+    assert figures["model"] == "empathygail" and figures["warm start, loading only (s)"] > 0
+    assert 0 < figures["first token p50 (s)"] <= figures["reply p50 (s)"] <= figures["reply p95 (s)"]
+    assert figures["tokens/s"] > 0 and figures["speed-up, one reply"] > 0
+    assert figures["compare / one reply"] == pytest.approx(figures["compare p50 (s)"] / figures["reply p50 (s)"])
+    assert ("missed" in out) == (status == 1)
 
 
 def test_serve_bench_without_models_says_how_to_make_them(tmp_path, capsys):

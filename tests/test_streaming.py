@@ -15,6 +15,7 @@ from core.models.streaming import stream_generation
 from core.registry import MODEL_LOCK, CausalLMResponder, ModelCard, load_responder, stream_together, write_base_card
 from core.safety import CRISIS_REPLY, safe_stream
 from core.safety.guard import HOLD_BACK_WORDS, IDENTITY_FALLBACK
+from core.serving import ReplyBatcher
 from core.text import load_tokenizer
 from engine_fixtures import EXCHANGES, tiny_generator, tiny_llama_base, toy_tokenizer
 
@@ -154,3 +155,62 @@ def test_the_terminal_chat_prints_the_reply_as_it_grows():
     kept = show_streamed(Writer(), [], "I missed the train.", Decoding(), out)
     assert kept == "Oh no, that is such a shame. Did you get to talk to anyone about it afterwards?"
     assert out.getvalue() == f"bot> {kept}\n"
+
+
+def _in_threads(batcher, requests):
+    """Each (responder, context, decoding) streamed in its own thread; their whole replies, in order."""
+    replies = [None] * len(requests)
+
+    def ask(i, responder, context, decoding):
+        try:
+            replies[i] = list(batcher.stream(responder, *context, decoding))[-1]
+        except Exception as error:
+            replies[i] = error
+
+    threads = [threading.Thread(target=ask, args=(i, *r)) for i, r in enumerate(requests)]
+    return threads, replies
+
+
+def test_requests_that_wait_together_are_answered_in_one_batch_as_each_alone(responders):
+    batcher = ReplyBatcher(max_batch=8)
+    greedy = Decoding(do_sample=False, max_new_tokens=10)
+    shared = responders[:3]
+    requests = [(shared[i % 3], CONTEXTS[i % len(CONTEXTS)], greedy) for i in range(6)]
+    threads, replies = _in_threads(batcher, requests)
+    with MODEL_LOCK:  # the first request's call waits for the lock, so the other five queue behind it
+        for thread in threads:
+            thread.start()
+            time.sleep(0.01)
+        deadline = time.time() + 10
+        while len(batcher._pending) < 5 and time.time() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert batcher.batch_sizes == [1, 5]
+    assert replies == [responder.respond(*context, greedy) for responder, context, _ in requests]
+
+
+def test_seeded_requests_and_models_of_their_own_are_answered_alone(responders):
+    batcher = ReplyBatcher(max_batch=8)
+    seeded = Decoding(max_new_tokens=10, seed=3)
+    assert list(batcher.stream(responders[0], *CONTEXTS[0], seeded))[-1] == responders[0].respond(*CONTEXTS[0], seeded)
+    greedy = Decoding(do_sample=False, max_new_tokens=10)
+    assert list(batcher.stream(responders[3], *CONTEXTS[1], greedy))[-1] == responders[3].respond(*CONTEXTS[1], greedy)
+    assert batcher.batch_sizes == []
+
+
+def test_a_failed_batch_reaches_every_request_in_it(responders, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the model broke")
+
+    monkeypatch.setattr(responders[0].shared, "generate_mixed", broken)
+    batcher = ReplyBatcher(max_batch=8)
+    threads, replies = _in_threads(batcher, [(responders[i], CONTEXTS[0], Decoding(max_new_tokens=5))
+                                             for i in range(3)])
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(isinstance(r, RuntimeError) and "broke" in str(r) for r in replies)
+    with pytest.raises(ValueError, match="max_batch"):
+        ReplyBatcher(max_batch=0)

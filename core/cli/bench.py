@@ -6,7 +6,8 @@ throwaway BPE; the embeddings are padded to the size's real vocabulary, so the L
 
 `python -m core bench safety [--data-dir DIR]` measures the crisis layer instead (core.safety_bench: recall on the
 written phrasings, false-positive rate on the real test prompts); its exit status says whether the targets are met.
-`python -m core bench serve [--checkpoints-dir DIR]` loads every shipped model and times one reply (p50/p95).
+`python -m core bench serve [--checkpoints-dir DIR --precision P]` times serving the shipped models (core.serve_bench:
+start, first token, tokens/s, Compare, each against the plain way).
 The app's load benchmark needs gradio, which core/ never imports: `python -m demo.bench_load`.
 """
 
@@ -21,9 +22,10 @@ from core.bench_options import SECTIONS, BenchOptions
 
 # size -> vocabulary: None is the preset's own BPE (configs/presets/<size>.yaml), 50259 GPT-2's + the 2 tags
 SIZES = {"tiny": None, "small": None, "gpt2-124m": 50259}
-# Sections that measure something other than the generator's speed: name -> (module whose main(<option>) prints
-# its figures and returns an exit status, that option). `all` means the speed sections only.
-STANDALONE = {"safety": ("core.safety_bench", "data_dir"), "serve": ("core.serve_bench", "checkpoints_dir")}
+# Sections that measure something other than the generator's speed: name -> (module whose main(**options) prints
+# its figures and returns an exit status, those options). `all` means the speed sections only.
+STANDALONE = {"safety": ("core.safety_bench", ("data_dir",)),
+              "serve": ("core.serve_bench", ("checkpoints_dir", "precision", "data_dir", "json_path"))}
 
 
 def add_parser(subparsers) -> None:
@@ -39,8 +41,11 @@ def add_parser(subparsers) -> None:
         parser.add_argument(flag, type=kind, default=getattr(defaults, option.name),
                             help=f"default {getattr(defaults, option.name)}")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
-    parser.add_argument("--data-dir", help="safety: the datasets whose test prompts are read (default: "
+    parser.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="serve: the precision replies are computed in (default auto: see core.models.generator."
+                             "serving_dtype)")
+    parser.add_argument("--data-dir", help="safety, serve: the datasets whose test prompts are read (default: "
                                            "$EMPATHYGAIL_DATA or ../shared/data)")
     parser.add_argument("--checkpoints-dir", help="serve: the models to load (default: $EMPATHYGAIL_CHECKPOINTS or "
                                                   "checkpoints/)")
@@ -53,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for name in [s for s in STANDALONE if s in args.sections]:
         print(f"== {name}")
-        module, option = STANDALONE[name]
-        status = max(status, importlib.import_module(module).main(getattr(args, option)))
+        module, options = STANDALONE[name]
+        status = max(status, importlib.import_module(module).main(**{o: getattr(args, o) for o in options}))
     speed = [s for s in args.sections if s not in STANDALONE]
     return max(status, _speed(args, speed)) if speed else status
 
@@ -74,8 +79,8 @@ def _speed(args: argparse.Namespace, sections: list[str]) -> int:
         print(f"== {name} ({args.size})")
         for key, value in results[name].items():
             print(f"  {key:28s} {value:.4g}" if isinstance(value, float) else f"  {key:28s} {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

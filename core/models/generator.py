@@ -6,9 +6,10 @@ stays frozen, or a GPT-2 (the hub's, or one built fresh from a config for the un
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ ADAPTER_CONFIG = "adapter_config.json"  # peft's: a directory holding it is an a
 # The longest input any model is fed (context + reply): a pretrained base accepts 8k tokens, but every token costs
 # time on a CPU, and an EmpatheticDialogues conversation with its reply fits in 256.
 MAX_CONTEXT = 256
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
 
@@ -64,6 +66,7 @@ class Decoding:
     max_new_tokens: int = 50
     seed: int | None = None
     cache_implementation: str | None = None  # "static" preallocates the KV cache: faster rollouts on a GPU
+    min_new_tokens: int = 0  # benchmarks time replies of one length
 
 
 @dataclass
@@ -90,6 +93,23 @@ def build_generator(config: GeneratorConfig, tokenizer: PreTrainedTokenizerBase)
     if model.get_input_embeddings().num_embeddings != len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     return model
+
+
+def serving_dtype(precision: str = "auto", device: str | torch.device = "cpu") -> torch.dtype:
+    """The precision replies are computed in. `auto`: bfloat16 on a GPU and on a processor with bfloat16
+    instructions, where `python -m core bench serve` measured it faster with the same replies; float32 elsewhere,
+    where bfloat16 is emulated and slow."""
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
+        return PRECISIONS[precision]
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no cheap way to ask the processor
+        return torch.float32
+    return torch.bfloat16 if re.search(r"\b(?:avx512_bf16|amx_bf16)\b", flags) else torch.float32
 
 
 def load_base_model(name_or_path: str, device: str | torch.device = "cpu",
@@ -173,7 +193,7 @@ def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             torch.manual_seed(decoding.seed)
         output = model.generate(
             input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-            max_new_tokens=decoding.max_new_tokens, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id,
+            max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id,
             cache_implementation=decoding.cache_implementation, streamer=streamer, **options)
     new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
     texts, sequences = [], []
