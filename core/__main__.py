@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["base", "data", "tokenizer", "train", "evaluate", "chat", "bench"]
+COMMANDS = ["base", "data", "tokenizer", "train", "evaluate", "chat", "bench", "votes"]
 
 
 def build_parser() -> argparse.ArgumentParser:

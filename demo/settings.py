@@ -11,7 +11,7 @@ from core import paths
 
 TRAINING_ENV = "EMPATHYGAIL_TRAINING"
 RESULTS_ENV = "EMPATHYGAIL_RESULTS"
-WORK_ENV = "EMPATHYGAIL_APP_DIR"
+WORK_ENV = paths.APP_ENV
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Settings:
         self.checkpoints_dir = paths.checkpoints_dir(self.checkpoints_dir)
         self.data_dir = paths.data_dir(self.data_dir)
         self.results_dir = _resolve(self.results_dir, RESULTS_ENV, paths.REPO_ROOT / "results")
-        self.work_dir = _resolve(self.work_dir, WORK_ENV, paths.REPO_ROOT / "runs" / "app")
+        self.work_dir = paths.app_dir(self.work_dir)
         for name in ("max_train_steps", "max_train_examples", "max_message_chars", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -59,6 +59,10 @@ class Settings:
     @property
     def votes_path(self) -> Path:
         return self.work_dir / "votes.csv"
+
+    @property
+    def arena_path(self) -> Path:
+        return self.work_dir / paths.ARENA_VOTES
 
     @classmethod
     def from_env(cls, **values) -> Settings:

@@ -156,6 +156,21 @@ def test_compare_gets_a_reply_from_every_model(page, shots):
     page.screenshot(path=str(shots / "compare.png"), full_page=True)
 
 
+def test_the_arena_hides_the_names_until_the_vote(page, shots):
+    open_tab(page, "Arena")
+    page.locator("#arena-prompt textarea").fill("I finally finished my thesis today.")
+    page.locator("#arena-go").click()
+    page.locator("#arena-status").get_by_text("names are shown after your vote").wait_for()
+    blind = " ".join(page.locator(f"#arena-{part}").inner_text() for part in ("context", "a", "b", "status"))
+    assert not any(name in blind for name in ("EmpathyGAIL", "MLE", "TextGAIL"))
+    page.screenshot(path=str(shots / "arena-blind.png"), full_page=True)
+    page.locator("#arena-vote-tie").click()
+    page.locator("#arena-status").get_by_text("A was").wait_for()
+    revealed = page.locator("#arena-status").inner_text()
+    assert sum(name in revealed for name in ("EmpathyGAIL", "MLE", "TextGAIL")) == 2
+    page.screenshot(path=str(shots / "arena-revealed.png"), full_page=True)
+
+
 def test_a_tiny_training_run_finishes_and_appears_in_chat(page, shots):
     open_tab(page, "Train")
     steps = page.locator("#train-steps input[type='number']")
