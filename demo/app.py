@@ -71,7 +71,9 @@ def launch(app: gr.Blocks, settings: Settings, **kwargs):
     """Serve `app` on the configured host and port; never a public share link. Returns (server, local URL, None)
     with `prevent_thread_lock=True`; otherwise blocks until the server stops."""
     app.queue(default_concurrency_limit=settings.concurrency)
-    return app.launch(server_name=settings.host, server_port=settings.port, share=False, show_error=False,
+    # show_error: an API call with a wrong type is refused by Gradio before any handler runs, and its caller should
+    # hear why; the handlers themselves turn every failure into a message of their own.
+    return app.launch(server_name=settings.host, server_port=settings.port, share=False, show_error=True,
                       allowed_paths=[str(settings.results_dir), str(settings.work_dir)], css=CSS,
                       theme=gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                            font_mono=["ui-monospace", "monospace"]),

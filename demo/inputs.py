@@ -60,3 +60,11 @@ def message_text(content: Any) -> str:
         elif isinstance(item, (list, tuple)):
             stack.extend(reversed(item))
     return " ".join(t for t in texts if t)
+
+
+def mostly_latin(text: str) -> bool:
+    """Whether most letters are Latin script: the models read English, and a message in a script they never saw
+    (Chinese, Arabic, Cyrillic, ...) would get an unrelated reply. Other languages written in Latin letters pass."""
+    letters = [c for c in text if c.isalpha()]
+    latin = sum(1 for c in letters if "LATIN" in unicodedata.name(c, ""))
+    return not letters or latin >= len(letters) / 2

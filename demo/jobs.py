@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,12 +93,34 @@ def train_threads() -> int:
 
 
 def format_event(record: dict[str, Any]) -> str:
-    """`HH:MM:SS name (key=value, ...)` from an events.jsonl record; nested values (the config) are left out."""
-    info = {k: v for k, v in record.items() if k not in ("event", "time")}
+    """`HH:MM:SS name (key=value, ...)` from an events.jsonl record; nested values (the config) are left out, and
+    a path on the server shows only its last part: visitors see the events."""
+    info = {k: (Path(v).name if isinstance(v, str) and os.path.isabs(v) else v) for k, v in record.items()
+            if k not in ("event", "time")}
     detail = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
                        if isinstance(v, (int, float, str)))[:200]
     stamp = time.strftime("%H:%M:%S", time.localtime(record.get("time") or time.time()))
     return f"{stamp} {record.get('event', '?')}" + (f" ({detail})" if detail else "")
+
+
+def tidy(runs_dir: Path, models_dir: Path, keep: int) -> list[str]:
+    """A public server must not fill its disk or everyone's model lists: once a run has ended its checkpoints go
+    (its exported model holds what it learned; its metrics, events and log stay), and only the newest `keep` models
+    trained here stay, with their run folders. Returns the names of the models removed."""
+    from core.engine.checkpoint import CHECKPOINT_PATTERN
+    from core.registry import CARD_FILE
+
+    for run in (p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else ():
+        for checkpoint in run.iterdir():
+            if checkpoint.is_dir() and CHECKPOINT_PATTERN.match(checkpoint.name):
+                shutil.rmtree(checkpoint, ignore_errors=True)
+    models = sorted((p for p in models_dir.iterdir() if (p / CARD_FILE).is_file()),
+                    key=lambda p: p.stat().st_mtime) if models_dir.is_dir() else []
+    removed = models[:max(0, len(models) - keep)]
+    for model in removed:
+        shutil.rmtree(model, ignore_errors=True)
+        shutil.rmtree(runs_dir / model.name, ignore_errors=True)
+    return [model.name for model in removed]
 
 
 class JsonlFollower:
@@ -152,7 +175,8 @@ def _child_env(threads: int) -> dict[str, str]:
 class JobRunner:
     """Runs one `Run` at a time in a child process and follows it from its run directory's files."""
 
-    def __init__(self, threads: int | None = None, poll_s: float = POLL_S):
+    def __init__(self, threads: int | None = None, poll_s: float = POLL_S, keep_models: int | None = None):
+        self.keep_models = keep_models  # models trained here kept after each run (None: all); see `tidy`
         self.lock = threading.Lock()
         self.job = Job()
         self.threads = threads or train_threads()
@@ -223,6 +247,12 @@ class JobRunner:
                 job.state, job.model_dir = STOPPED if stopped else FINISHED, output_dir
         if error:  # the operator's view: the tab shows the one line, the log has the traceback
             print(f"training run {job.name} failed: {error} (log: {log_path})", file=sys.stderr, flush=True)
+        if self.keep_models is not None:
+            removed = tidy(run_dir.parent, Path(output_dir).parent, self.keep_models)
+            if removed:
+                with self.lock:
+                    self._add_event({"event": "removed older models trained here", "time": time.time(),
+                                     "models": ", ".join(removed)})
 
     def _record(self, metrics: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
         with self.lock:

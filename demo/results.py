@@ -25,14 +25,15 @@ def read_results(results_dir: Path) -> tuple[str, list[tuple[str, str]], str]:
 
     table = read(TABLE)
     if table is None:
-        table = f"**Not available yet:** no evaluation results in `{results_dir}`. {HOW_TO_MAKE}"
+        table = f"**Not available yet:** no evaluation results in the results folder (`{results_dir.name}/`). " \
+                f"{HOW_TO_MAKE}"
     plots = [(str(p), p.stem.replace("_", " ")) for p in sorted(results_dir.glob("*.png")) if p.is_file()]
     examples = read(EXAMPLES) or ""
     return table, plots, examples
 
 
 def build(settings: Settings) -> tuple[gr.Markdown, gr.Gallery, gr.Markdown]:
-    gr.Markdown(f"Evaluation on the held-out test conversations, from `{settings.results_dir}`.")
+    gr.Markdown("Evaluation on the held-out test conversations (what `python -m core evaluate` wrote).")
     table = gr.Markdown(elem_id="results-table")
     plots = gr.Gallery(label="Plots", columns=2, height=440, object_fit="contain", elem_id="results-plots")
     with gr.Accordion("Example replies", open=False):

@@ -16,6 +16,7 @@ from demo.settings import Settings
 
 ALL = "all"
 SHOWN = 200  # rows drawn in the page; the export has every filtered row
+HISTORY_CHARS = 160  # of the history shown in the page (its end)
 BASE_COLUMNS = ["source", "bucket", "emotion", "history", "prompt", "expert"]
 HOW_TO_MAKE = "run `python -m core evaluate` (see README); it writes generations.jsonl there"
 
@@ -78,7 +79,16 @@ def show(settings: Settings, emotion: Any = ALL, source: Any = ALL, bucket: Any 
     note = f"{len(rows):,} of {len(table):,} examples match"
     if len(rows) > SHOWN:
         note += f"; the first {SHOWN} are shown, the export has all of them"
-    return rows.head(SHOWN), note + "."
+    return for_the_page(rows.head(SHOWN)), note + "."
+
+
+def for_the_page(rows: pd.DataFrame) -> pd.DataFrame:
+    """The replies first and a long history cut to its end, so that the prompt and the replies stay in view on a
+    screen; the export keeps every column whole."""
+    shown = rows.copy()
+    shown["history"] = shown["history"].map(lambda h: h if len(h) <= HISTORY_CHARS else "…" + h[-HISTORY_CHARS:])
+    replies = [c for c in shown.columns if c not in BASE_COLUMNS]
+    return shown[["prompt", "expert", *replies, "history", "emotion", "source", "bucket"]]
 
 
 def export(settings: Settings, emotion: Any = ALL, source: Any = ALL, bucket: Any = ALL, search: Any = ""

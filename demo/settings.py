@@ -27,6 +27,7 @@ class Settings:
     max_train_steps: int = 60  # cap on one run's update steps (a GAIL update on the 135M base: about half a minute)
     max_train_examples: int = 2000  # cap on the expert trajectories one run reads
     max_batch_size: int = 8  # cap on a run's batch (GAIL: samples per rollout; its buffer holds twice that)
+    keep_app_models: int = 3  # models trained in the app kept on disk and in the lists (the newest); older go
     max_message_chars: int = 1000  # longer messages keep their end, as the model's own truncation does
     concurrency: int = 8  # requests served at once per event
     max_batch: int = 8  # chat replies written together in one batched call (core.serving); 1: one at a time
@@ -37,7 +38,7 @@ class Settings:
         self.data_dir = paths.data_dir(self.data_dir)
         self.results_dir = _resolve(self.results_dir, RESULTS_ENV, paths.REPO_ROOT / "results")
         self.work_dir = paths.app_dir(self.work_dir)
-        for name in ("max_train_steps", "max_train_examples", "max_message_chars", "max_batch"):
+        for name in ("max_train_steps", "max_train_examples", "max_message_chars", "max_batch", "keep_app_models"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_batch_size < 2:

@@ -240,7 +240,7 @@ def stop_message(runner: jobs.JobRunner, message: Any):
 
 
 def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_missing: gr.Markdown) -> None:
-    runner = jobs.JobRunner()
+    runner = jobs.JobRunner(keep_models=settings.keep_app_models)
     labels = store.labels()
     gr.Markdown(f"A short training run on this machine (capped at {settings.max_train_steps} steps and "
                 f"{settings.max_train_examples:,} training trajectories). One run at a time; the finished model "

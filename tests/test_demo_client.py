@@ -113,3 +113,10 @@ def test_review_and_training_status(served):
     message = client.predict(algorithm="mle", preset="none", base="MLE", steps=2, lr=1e-4, batch_size=4,
                              kl_coef=0.0, d_pretrain_steps=0, seed=0, api_name="/train")
     assert "No training data" in message
+
+
+def test_an_api_call_with_a_wrong_type_hears_what_was_wrong(served):
+    client, _ = served
+    with pytest.raises(Exception, match="Expected a `float`"):
+        client.predict(message="hi", history=[], model="MLE", temperature=0.9, top_p=0.9,
+                       max_new_tokens={"tokens": 5}, seed="", greedy=False, api_name="/respond")

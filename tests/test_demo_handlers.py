@@ -68,8 +68,9 @@ def test_app_builds_with_nothing_to_serve_and_training_off(tmp_path):
     app = build_app(settings)
     tabs = [b.label for b in app.blocks.values() if isinstance(b, gr.Tab)]
     endpoints = {f.api_name for f in app.fns.values()}
-    assert tabs == ["Chat", "Compare", "Review", "Results"]
-    assert {"respond", "compare", "vote", "review"} <= endpoints and "train" not in endpoints
+    assert tabs == ["Chat", "Compare", "Arena", "Your message", "Review session", "Review", "Results"]
+    assert {"respond", "compare", "vote", "arena_ask", "arena_vote_tie", "review"} <= endpoints
+    assert "train" not in endpoints
     assert "No model found" in ModelStore(settings).missing() and "Train tab" not in ModelStore(settings).missing()
 
 
@@ -149,6 +150,13 @@ def test_chat_shows_what_was_typed_as_text_and_the_model_reads_it_as_typed(store
     assert history[0]["content"] == "# HUGE &lt;img src=x&gt; &amp; **stars**"
     assert chat.utterances(chat.messages(history), 1000)[0] == typed
     assert chat.undo(history) == ([], typed)
+
+
+def test_a_message_in_a_script_the_models_never_read_gets_an_honest_answer(store, settings):
+    (_, history, emotion, status), _ = last(chat.respond(store, settings, "我今天很难过", [], "MLE"))
+    assert history[-1]["content"] == chat.ENGLISH_ONLY and emotion is None and "English only" in status
+    (_, history, emotion, _), _ = last(chat.respond(store, settings, "Estoy muy triste hoy", [], "MLE"))
+    assert history[-1]["content"] != chat.ENGLISH_ONLY and emotion  # Latin letters: read as the models can
 
 
 def test_chat_seed_makes_replies_repeatable(store, settings):
@@ -253,6 +261,14 @@ def test_win_rates_survive_a_damaged_file(tmp_path):
 
 
 # --- review and results ----------------------------------------------------------------------------------
+
+def test_review_shows_the_replies_first_and_cuts_a_long_history():
+    rows = pd.DataFrame([{"source": "ed", "bucket": "3+", "emotion": "sad", "history": "x" * 500, "prompt": "p",
+                          "expert": "e", "MLE": "m"}])
+    shown = review.for_the_page(rows)
+    assert list(shown.columns)[:3] == ["prompt", "expert", "MLE"]
+    assert shown["history"][0] == "…" + "x" * review.HISTORY_CHARS and rows["history"][0] == "x" * 500
+
 
 def test_review_filters_searches_and_exports(settings):
     rows, note = review.show(settings)

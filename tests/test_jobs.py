@@ -114,7 +114,7 @@ def test_a_run_in_its_own_process_is_reproducible_while_the_app_draws_random_num
     assert busy.pid not in (0, os.getpid()) and busy.total_steps == 8 and draws > 10
     assert [m["step"] for m in busy.metrics] == list(range(1, 9)) and "valid_ppl" in busy.metrics[-1]
     assert "time" not in busy.metrics[0]
-    assert f"process started (pid={busy.pid}, threads=1, data={data})" in busy.events[0]
+    assert f"process started (pid={busy.pid}, threads=1, data={data.name})" in busy.events[0]  # no server path
     assert any(" end (step=8, output_dir=" in e for e in busy.events)
     assert Path(busy.model_dir) == (tmp_path / "models" / "busy").resolve()
     assert json.loads((Path(busy.model_dir) / "config.json").read_text())["resid_pdrop"] == 0.1
@@ -213,3 +213,23 @@ def test_the_run_does_not_outlive_the_app(base, data, tmp_path, how):
             os.kill(pid, signal.SIGKILL)
     if how == "is killed":
         assert "the app (pid %d) is gone" % app.pid in (tmp_path / "runs" / "orphan" / jobs.LOG_FILE).read_text()
+
+
+def test_after_a_run_only_the_newest_models_trained_here_stay_and_no_checkpoint(tmp_path):
+    import os
+
+    from core.registry import ModelCard
+    from demo.jobs import tidy
+
+    runs, models = tmp_path / "runs", tmp_path / "models"
+    for i, name in enumerate(["first", "second", "third", "fourth"]):
+        (runs / name / "checkpoint-00000003").mkdir(parents=True)
+        (runs / name / "metrics.jsonl").write_text("{}\n")
+        (models / name).mkdir(parents=True)
+        ModelCard(name=name, algorithm="mle").save(models / name)
+        os.utime(models / name, (1_000_000 + i, 1_000_000 + i))
+    assert tidy(runs, models, keep=2) == ["first", "second"]
+    assert sorted(p.name for p in models.iterdir()) == ["fourth", "third"]
+    assert sorted(p.name for p in runs.iterdir()) == ["fourth", "third"]
+    assert (runs / "third" / "metrics.jsonl").is_file() and not (runs / "third" / "checkpoint-00000003").exists()
+    assert tidy(runs, models, keep=2) == [] and tidy(tmp_path / "none", tmp_path / "none", keep=1) == []
