@@ -7,7 +7,8 @@ import os
 import gradio as gr
 
 from demo import arena, chat, compare, results, review
-from demo.models import ModelStore, NotAvailable, optional
+from core.safety import NOTICE
+from demo.models import ModelStore
 from demo.settings import Settings
 
 TITLE = "EmpathyGAIL"
@@ -18,13 +19,6 @@ LOADING_POLL_S = 2.0
 CSS = "#chat-status p, #compare-status p { margin: 0.2em 0; }"
 
 
-def safety_notice() -> str:
-    try:
-        return f"ℹ️ {optional('core.safety', 'the crisis layer', 'NOTICE').NOTICE}"
-    except NotAvailable as error:
-        return f"⚠️ Chat is off: {error}."
-
-
 def build_app(settings: Settings | None = None) -> gr.Blocks:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     settings = settings or Settings.from_env()
@@ -33,7 +27,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                chat_model, chat_missing = chat.build(store, settings, safety_notice())
+                chat_model, chat_missing = chat.build(store, settings, f"ℹ️ {NOTICE}")
             with gr.Tab("Compare", id="compare"):
                 compare_parts = compare.build(store, settings)
             with gr.Tab("Arena", id="arena"):

@@ -24,11 +24,13 @@ import gradio as gr
 import pandas as pd
 
 from core.registry import model_version, stream_together
+from core.safety import safe_stream
 from core.scoring import votes
+from core.scoring.evaluate import read_generations
 from demo.chat import WRITING, decoding_from
 from demo.compare import parse_history
 from demo.inputs import clamp, clean_text
-from demo.models import ModelStore, NotAvailable, optional
+from demo.models import ModelStore, NotAvailable
 from demo.settings import Settings
 
 OUTCOMES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
@@ -56,7 +58,6 @@ def ask(store: ModelStore, settings: Settings, history_text: Any, prompt: Any, t
         return
     pair = random.SystemRandom().sample(labels, 2)  # which two, and which is A, both at random
     try:
-        safety = optional("core.safety", "the crisis layer", "safe_stream")
         responders = [store.responder(label) for label in pair]
     except NotAvailable as error:
         yield "", "", "", f"⚠️ {error}", {}
@@ -65,7 +66,7 @@ def ask(store: ModelStore, settings: Settings, history_text: Any, prompt: Any, t
     decoding = decoding_from(temperature, top_p, max_new_tokens, None, False)
     replies = []
     try:
-        for replies in safety.safe_stream(history, cleaned.text, 2, lambda: stream_together(
+        for replies in safe_stream(history, cleaned.text, 2, lambda: stream_together(
                 responders, (history, cleaned.text), decoding)):
             yield shown, replies[0].text or WRITING, replies[1].text or WRITING, "Writing both replies…", {}
     except Exception as error:
@@ -85,9 +86,8 @@ def ask(store: ModelStore, settings: Settings, history_text: Any, prompt: Any, t
 def session_items(results_dir: Path, seed: int, size: int) -> list[dict]:
     """A review session: `size` test contexts drawn with `seed` from the saved generations, each with two of the
     saved replies (the models' first samples and the person's own) drawn with the same seed."""
-    evaluate = optional("core.scoring.evaluate", "the evaluation", "read_generations")
     try:
-        records, meta = evaluate.read_generations(results_dir)
+        records, meta = read_generations(results_dir)
     except (OSError, ValueError, KeyError) as error:
         raise NotAvailable(f"no saved test generations to review ({error}); run `python -m core evaluate`") from error
     versions = {m["name"]: model_version(m["path"]) if Path(m["path"], "model_card.json").is_file() else "saved"

@@ -10,8 +10,9 @@ from typing import Any
 import gradio as gr
 
 from core.models.generator import Decoding
+from core.safety import safe_stream
 from demo.inputs import clamp, clean_text, message_text, mostly_latin
-from demo.models import ModelStore, NotAvailable, optional
+from demo.models import ModelStore, NotAvailable
 from demo.settings import Settings
 
 # The method's Table 3: (history, prompt).
@@ -98,7 +99,6 @@ def respond(store: ModelStore, settings: Settings, message: Any, history: Any, m
         yield message if isinstance(message, str) else "", shown(chat), gr.skip(), missing
         return
     try:
-        safety = optional("core.safety", "the crisis layer", "safe_stream")
         responder = store.responder(model)
     except NotAvailable as error:
         yield message if isinstance(message, str) else "", shown(chat), gr.skip(), f"⚠️ {error}"
@@ -117,7 +117,7 @@ def respond(store: ModelStore, settings: Settings, message: Any, history: Any, m
     decoding = decoding_from(temperature, top_p, max_new_tokens, seed, greedy)
     reply = None
     try:
-        for replies in safety.safe_stream(context, cleaned.text, 1, lambda: (
+        for replies in safe_stream(context, cleaned.text, 1, lambda: (
                 [text] for text in store.batcher.stream(responder, context, cleaned.text, decoding))):
             reply = replies[0]
             if reply.kind == "crisis":

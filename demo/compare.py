@@ -15,9 +15,10 @@ import gradio as gr
 import pandas as pd
 
 from core.registry import stream_together
+from core.safety import safe_stream
 from demo.chat import TABLE3, WRITING, decoding_from
 from demo.inputs import clean_text
-from demo.models import ModelStore, NotAvailable, optional
+from demo.models import ModelStore, NotAvailable
 from demo.settings import Settings
 
 COLUMNS = ["model", "reply", "D score", "emotion", "words"]
@@ -57,11 +58,6 @@ def compare(store: ModelStore, settings: Settings, history_text: Any, prompt: An
     if not store.labels():
         yield empty, no_choice, store.missing(), {}
         return
-    try:
-        safety = optional("core.safety", "the crisis layer", "safe_stream")
-    except NotAvailable as error:
-        yield empty, no_choice, f"⚠️ {error}", {}
-        return
     responders, failures = {}, []
     for label in store.labels():
         try:
@@ -75,7 +71,7 @@ def compare(store: ModelStore, settings: Settings, history_text: Any, prompt: An
     labels = list(responders)
     replies = []
     try:
-        for replies in safety.safe_stream(history, cleaned.text, len(labels), lambda: stream_together(
+        for replies in safe_stream(history, cleaned.text, len(labels), lambda: stream_together(
                 list(responders.values()), (history, cleaned.text), decoding)):
             growing = pd.DataFrame({"model": labels, "reply": [r.text or WRITING for r in replies]})
             yield growing.reindex(columns=COLUMNS), gr.skip(), "Writing the replies…", {}

@@ -6,17 +6,18 @@ configured directories, so no request can point the app at another file.
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
+from core.models.discriminator import Discriminator
+from core.models.emotion import EmotionClassifier
 from core.models.generator import is_adapter, serving_dtype
 from core.registry import RESPONDERS, ModelCard, Responder, list_models, load_responder
+from core.safety import check_checkpoint_dir
 from core.serving import ReplyBatcher
 from demo.settings import Settings
 
@@ -32,21 +33,6 @@ LOADING = ("⏳ **Loading the models.** The first start on a machine converts th
 
 class NotAvailable(RuntimeError):
     """A part of the project the app needs has not been built or trained yet; the message says which."""
-
-
-def optional(module: str, what: str, *names: str) -> ModuleType:
-    """Import a part of `core` that may not exist yet (with the attributes `names`), or raise NotAvailable
-    naming what is missing."""
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name is None or not module.startswith(error.name):
-            raise
-        raise NotAvailable(f"not available yet: {what} (`{module}` is missing)") from error
-    lacking = [n for n in names if not hasattr(found, n)]
-    if lacking:
-        raise NotAvailable(f"not available yet: {what} (`{module}` lacks {', '.join(lacking)})")
-    return found
 
 
 class ModelStore:
@@ -170,7 +156,6 @@ class ModelStore:
 
     def _load_emotion(self):
         """The shared classifier (checkpoints/emotion), else the one a GAIL model saved with its discriminator."""
-        module = optional("core.models.emotion", "the emotion classifier", "EmotionClassifier")
         candidates = [self.settings.emotion_dir] + [Path(c.path) / DISCRIMINATOR_DIR / "emotion"
                                                     for c in self.cards().values()]
         directory = next((d for d in candidates if (d / "config.json").is_file()), None)
@@ -178,18 +163,17 @@ class ModelStore:
             raise NotAvailable(f"not available yet: no emotion classifier in {self.settings.emotion_dir} "
                                f"({EMOTION_HOW})")
         try:
-            return module.EmotionClassifier.from_pretrained(self._checked(directory))
+            return EmotionClassifier.from_pretrained(self._checked(directory))
         except Exception as error:
             raise NotAvailable(f"the emotion classifier in {directory} could not be loaded: "
                                f"{type(error).__name__}: {str(error)[:300]}") from error
 
     def _load_judge(self):
-        module = optional("core.models.discriminator", "the discriminator", "Discriminator")
         for label, card in self.cards().items():
             directory = Path(card.path) / DISCRIMINATOR_DIR
             if directory.is_dir():
                 try:
-                    return label, module.Discriminator.from_pretrained(self._checked(directory))
+                    return label, Discriminator.from_pretrained(self._checked(directory))
                 except Exception as error:
                     raise NotAvailable(f"the discriminator of {label!r} in {directory} could not be loaded: "
                                        f"{type(error).__name__}: {str(error)[:300]}") from error
@@ -198,8 +182,7 @@ class ModelStore:
 
     def _checked(self, directory: str | Path) -> Path:
         """The directory once the safety layer accepts it: inside the model folders, safetensors only, intact."""
-        safety = optional("core.safety", "safe checkpoint loading", "check_checkpoint_dir")
-        return safety.check_checkpoint_dir(directory, self.settings.model_dirs)
+        return check_checkpoint_dir(directory, self.settings.model_dirs)
 
     def _load(self, card: ModelCard) -> Responder:
         try:

@@ -11,7 +11,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from demo.models import NotAvailable, optional
+from core.scoring.evaluate import GENERATIONS, read_generations
+from demo.models import NotAvailable
 from demo.settings import Settings
 
 ALL = "all"
@@ -24,8 +25,7 @@ HOW_TO_MAKE = "run `python -m core evaluate` (see README); it writes generations
 def load_generations(results_dir: Path) -> pd.DataFrame:
     """One row per test example: its context, the expert reply and each model's first reply."""
     path = Path(results_dir)
-    evaluate = optional("core.scoring.evaluate", "the evaluation (core.scoring)", "GENERATIONS", "read_generations")
-    file = path / evaluate.GENERATIONS
+    file = path / GENERATIONS
     if not file.is_file():
         raise NotAvailable(f"not available yet: no saved generations in {path} ({HOW_TO_MAKE})")
     stat = file.stat()
@@ -34,9 +34,8 @@ def load_generations(results_dir: Path) -> pd.DataFrame:
 
 @lru_cache(maxsize=2)
 def _load(results_dir: str, mtime_ns: int, size: int) -> pd.DataFrame:
-    evaluate = optional("core.scoring.evaluate", "the evaluation (core.scoring)", "GENERATIONS", "read_generations")
     try:
-        records, meta = evaluate.read_generations(Path(results_dir))
+        records, meta = read_generations(Path(results_dir))
     except (OSError, ValueError, KeyError) as error:
         raise NotAvailable(f"the saved generations in {results_dir} could not be read: {error}") from error
     models = [m["name"] for m in meta.get("models", [])]

@@ -20,11 +20,12 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from core.engine import recipes
 from core.models.generator import is_adapter
 from demo import jobs
 from demo.chat import refresh_models
 from demo.inputs import clamp
-from demo.models import ModelStore, NotAvailable, optional
+from demo.models import ModelStore, NotAvailable
 from demo.settings import Settings
 
 ALGORITHMS = ["mle", "textgail", "empathygail"]
@@ -53,17 +54,9 @@ class Request:
     seed: int
 
 
-def recipes():
-    """The training recipes (core.engine.recipes), which the app runs as `python -m core train` does."""
-    return optional("core.engine.recipes", "training recipes", "build_config", "recipe", "presets")
-
-
 def presets() -> list[str]:
     """Size presets (configs/presets/*.yaml) a run may start from, after `none`."""
-    try:
-        return [NO_PRESET, *recipes().presets()]
-    except NotAvailable:
-        return [NO_PRESET]
+    return [NO_PRESET, *recipes.presets()]
 
 
 def parse_request(settings: Settings, algorithm: Any, preset: Any, base: Any, steps: Any, lr: Any, batch_size: Any,
@@ -83,7 +76,7 @@ def parse_request(settings: Settings, algorithm: Any, preset: Any, base: Any, st
 
 def recipe_lr(algorithm: str) -> float:
     """The learning rate the recipe itself trains with (configs/<algorithm>.yaml), never a copy of it."""
-    config = recipes().build_config(algorithm)
+    config = recipes.build_config(algorithm)
     return config.lr if algorithm == "mle" else config.lr_generator
 
 
@@ -107,7 +100,6 @@ def _mle_start(base_dir: Path) -> list[str]:
 def build_config(settings: Settings, request: Request, base_dir: Path, name: str):
     """The config of this run: configs/<algorithm>.yaml and the preset, as `python -m core train` builds them, then
     the visitor's values, then the app's caps and paths."""
-    cli = recipes()
     where = [f"name={name}", f"run_dir={settings.work_dir / 'runs' / name}",
              f"output_dir={settings.models_dir / name}", f"seed={request.seed}", f"data.data_dir={settings.data_dir}"]
     if request.algorithm == "mle":
@@ -133,7 +125,7 @@ def build_config(settings: Settings, request: Request, base_dir: Path, name: str
             f"shaping_prior_samples={min(settings.max_train_examples, 500)}",
             f"emotion_model={emotion if uses_emotion else 'null'}",
             *([f"discriminator.emotion_model={emotion}"] if uses_emotion else [])]
-    return cli.build_config(request.algorithm, None, None if request.preset == NO_PRESET else request.preset,
+    return recipes.build_config(request.algorithm, None, None if request.preset == NO_PRESET else request.preset,
                             overrides)
 
 
@@ -255,7 +247,7 @@ def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_m
     with gr.Row():
         steps = gr.Slider(1, settings.max_train_steps, value=min(10, settings.max_train_steps), step=1,
                           label="Steps", elem_id="train-steps")
-        lr = gr.Number(_recipe_lr_or_default("mle"), label="Learning rate", minimum=1e-7, maximum=1e-2)
+        lr = gr.Number(recipe_lr("mle"), label="Learning rate", minimum=1e-7, maximum=1e-2)
         batch = gr.Slider(2, settings.max_batch_size, value=min(8, settings.max_batch_size), step=1,
                           label="Batch size (GAIL: samples per rollout)")
     with gr.Row():
@@ -275,7 +267,7 @@ def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_m
     seen, shown = gr.State(""), gr.State("")
     timer = gr.Timer(1.0)
 
-    algorithm.change(lambda a: _recipe_lr_or_default(a) if a in ALGORITHMS else gr.skip(), [algorithm], [lr],
+    algorithm.change(lambda a: recipe_lr(a) if a in ALGORITHMS else gr.skip(), [algorithm], [lr],
                      api_visibility="private")
     form = [algorithm, preset, base, steps, lr, batch, kl, d_pre, seed]
     go.click(partial(start, runner, store, settings), form, [message], api_name="train", concurrency_limit=None)
@@ -285,13 +277,6 @@ def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_m
                api_name="training_status", concurrency_limit=None, show_progress="hidden")
     timer.tick(partial(stop_message, runner), [message], [message], api_visibility="private", show_progress="hidden")
     base.focus(lambda b: gr.update(choices=store.labels(), value=b), [base], [base], api_visibility="private")
-
-
-def _recipe_lr_or_default(algorithm: str) -> float:
-    try:
-        return recipe_lr(algorithm)
-    except (NotAvailable, OSError, ValueError):  # no recipes in this build: the form still opens
-        return 1e-4
 
 
 def _mle_or_first(store: ModelStore) -> str | None:
