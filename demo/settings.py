@@ -103,8 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=int, default=None, help="chat replies written together in one batched "
                         "call when visitors ask at once (default 8; 1: one at a time)")
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
-                        help="precision replies are computed in (default auto: bfloat16 on a GPU or a processor with "
-                             "bfloat16 instructions, else float32)")
+                        help="precision replies are computed in (default auto: bfloat16 on a GPU, float32 on a CPU)")
     return parser
 
 

@@ -7,7 +7,6 @@ stays frozen, or a GPT-2 (the hub's, or one built fresh from a config for the un
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -96,20 +95,13 @@ def build_generator(config: GeneratorConfig, tokenizer: PreTrainedTokenizerBase)
 
 
 def serving_dtype(precision: str = "auto", device: str | torch.device = "cpu") -> torch.dtype:
-    """The precision replies are computed in. `auto`: bfloat16 on a GPU and on a processor with bfloat16
-    instructions, where `python -m core bench serve` measured it faster with the same replies; float32 elsewhere,
-    where bfloat16 is emulated and slow."""
-    if precision != "auto":
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
-        return PRECISIONS[precision]
-    if torch.device(device).type == "cuda":
-        return torch.bfloat16
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no cheap way to ask the processor
-        return torch.float32
-    return torch.bfloat16 if re.search(r"\b(?:avx512_bf16|amx_bf16)\b", flags) else torch.float32
+    """The precision replies are computed in. `auto`: bfloat16 on a GPU; float32 on a CPU, where bfloat16 measured
+    no faster and changed greedy replies (`python -m core bench serve --precision bfloat16`, README)."""
+    if precision == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
 
 
 def load_base_model(name_or_path: str, device: str | torch.device = "cpu",
