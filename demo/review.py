@@ -27,7 +27,8 @@ def load_generations(results_dir: Path) -> pd.DataFrame:
     path = Path(results_dir)
     file = path / GENERATIONS
     if not file.is_file():
-        raise NotAvailable(f"not available yet: no saved generations in {path} ({HOW_TO_MAKE})")
+        raise NotAvailable(f"not available yet: no saved generations in the results folder (`{path.name}/`; "
+                           f"{HOW_TO_MAKE})")
     stat = file.stat()
     return _load(str(path), stat.st_mtime_ns, stat.st_size).copy()
 
@@ -37,7 +38,8 @@ def _load(results_dir: str, mtime_ns: int, size: int) -> pd.DataFrame:
     try:
         records, meta = read_generations(Path(results_dir))
     except (OSError, ValueError, KeyError) as error:
-        raise NotAvailable(f"the saved generations in {results_dir} could not be read: {error}") from error
+        raise NotAvailable(f"the saved generations in `{Path(results_dir).name}/` could not be read: "
+                           f"{type(error).__name__}") from error
     models = [m["name"] for m in meta.get("models", [])]
     rows = []
     for r in records:

@@ -290,6 +290,7 @@ def test_review_and_results_without_an_evaluation(tmp_path):
     assert review.export(settings)[0] is None
     table, plots, examples = results.read_results(settings.results_dir)
     assert "Not available yet" in table and plots == [] and examples == ""
+    assert str(tmp_path) not in note + table  # visitors see no server paths
 
 
 def test_results_show_the_table_and_plots(settings):
