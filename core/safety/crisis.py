@@ -1,6 +1,9 @@
 """Crisis recognition: does a message express suicidal thoughts, self-harm, abuse or immediate danger?
 
-A rule-based layer, readable and testable line by line. A message is normalised (case, Unicode, apostrophes,
+Two layers: `assess` asks this module's rule table first and, when it finds nothing, the semantic layer
+(core/safety/semantic.py), which reads meaning the table has no phrase for. `assess_rules` is the table alone.
+
+The rule-based layer, readable and testable line by line. A message is normalised (case, Unicode, apostrophes,
 texting abbreviations, common misspellings, leetspeak), split into sentences, and each sentence is matched against
 a table of phrase patterns per category. Every pattern is a phrase, never a lone keyword, and carries a weight:
 strong phrases (1.0) decide alone, weak ones (0.5) only together with another signal, either in the same message or
@@ -835,7 +838,18 @@ def _is_crisis_turn(utterance: object) -> bool:
 
 
 def assess(text: str, history: Sequence[str] = ()) -> CrisisAssessment:
-    """Whether `text` (the user's newest message) is a crisis; `history` is the conversation before it."""
+    """Whether `text` (the user's newest message) is a crisis; `history` is the conversation before it. Both layers:
+    the rule table decides first, and what it passes the semantic layer (core.safety.semantic) reads for meaning."""
+    found = assess_rules(text, history)
+    if found.is_crisis:
+        return found
+    from core.safety.semantic import second_opinion  # torch and MiniLM load with the first message the rules pass
+
+    return second_opinion(text, history, found)
+
+
+def assess_rules(text: str, history: Sequence[str] = ()) -> CrisisAssessment:
+    """The rule table's assessment of `text` alone (with `history` for weak signals and short continuations)."""
     normalised = normalise("" if text is None else str(text))
     counted, ignored = _TABLE.matches(normalised)
     score = sum(rule.weight for rule, _ in counted.values())
@@ -860,7 +874,7 @@ def assess(text: str, history: Sequence[str] = ()) -> CrisisAssessment:
 def _history_category(history: Sequence[str]) -> str:
     for turn in reversed(list(history)[-CONTEXT_TURNS:]):
         if isinstance(turn, str) and CRISIS_REPLY not in turn:
-            found = assess(turn)
+            found = assess_rules(turn)
             if found.is_crisis:
                 return found.category
     return SUICIDE

@@ -1,0 +1,187 @@
+"""The semantic crisis layer: what the rule table passes, a sentence encoder reads for meaning.
+
+A phrase table cannot list every way people say they are in danger ("the rope is tied to the beam", "I'm sitting on
+the ledge", "I hope I don't wake up"). Here the message, normalised as the rules read it (so "kms" and "sewerslide"
+are words), is read by the offline all-MiniLM-L6-v2 with its top layers fine-tuned for the task (mean-pooled, unit
+length), and a linear head gives the probability of `none` and of each crisis category. The head also reads a
+context flag, set when one of the last turns was a crisis, so that "yes", "tonight" or "I already have them" after
+one count while "thank you, I will call them" does not. A message is a crisis when 1 - p(none) reaches the
+threshold stored with the weights.
+
+`python -m core.safety.train_semantic` trains the layer and chooses its threshold on data; checkpoints/crisis/ holds
+the result (model.safetensors: the fine-tuned layers, the head and the threshold, with checksums.json; config.json;
+training.json says what it was trained on and how the threshold was chosen). Without MiniLM or that folder, crisis
+recognition keeps working with the rules alone, and says so once in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core import paths
+from core.models.encoder import MINILM, EncoderConfig, EncoderModel, TextEncoder
+from core.safety.checkpoints import check_checkpoint_dir
+from core.safety.crisis import CONTEXT_TURNS, CRISIS_REPLY, CrisisAssessment, assess_rules, normalise
+from core.safety.phrasings import LABELS, NONE
+
+HEAD_DIR = paths.REPO_ROOT / "checkpoints" / "crisis"
+TRAINING_FILE = "training.json"  # what the head was trained on and how its threshold was chosen
+CACHED = 1024  # pooled outputs kept: each turn of a conversation is read again as history of the next ones
+
+log = logging.getLogger(__name__)
+
+
+def features(embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """The head's input: the embedding, the embedding again where a crisis came before (so the context can change
+    what a message means, not only shift it), and the context flag itself."""
+    flag = context.to(embeddings.dtype).unsqueeze(-1)
+    return torch.cat([embeddings, embeddings * flag, flag], dim=-1)
+
+
+@dataclass
+class CrisisConfig:
+    # all-MiniLM-L6-v2 was trained on 128 word pieces (a longer message keeps its end); its top layers are
+    # fine-tuned for the task and saved, the rest reloads from the package.
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name_or_path=MINILM, freeze=True,
+                                                                         train_top_layers=2, max_length=128))
+
+
+class CrisisClassifier(EncoderModel):
+    """MiniLM (top layers fine-tuned) -> unit-length mean-pooled vector -> linear head over LABELS."""
+
+    config_class = CrisisConfig
+
+    def __init__(self, config: CrisisConfig, tokenizer=None):
+        super().__init__()
+        self.config = config
+        self.encoder = TextEncoder(config.encoder, tokenizer)
+        self.head = nn.Linear(2 * self.encoder.dim + 1, len(LABELS))
+        # Saved with the weights, so that checksums.json covers the decision as well as the scores.
+        self.register_buffer("threshold", torch.tensor(1.0))
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        return nn.functional.normalize(self.encoder.encode([[text] for text in texts]), dim=-1)
+
+    def logits(self, embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.head(features(embeddings, context))
+
+    @torch.inference_mode()
+    def crisis_probability(self, texts: Sequence[str], context: Sequence[bool] | None = None,
+                           batch_size: int = 64) -> torch.Tensor:
+        """1 - p(none) of each normalised text, computed in batches of similar length (a batch is padded to its
+        longest text, so mixing a story with one-word replies would cost most of the time)."""
+        flags = torch.tensor(list(context) if context is not None else [False] * len(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.zeros(len(texts))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            probs = torch.softmax(self.logits(self.embed([texts[i] for i in rows]), flags[rows]), dim=-1)
+            out[rows] = 1.0 - probs[:, LABELS.index(NONE)]
+        return out
+
+
+@dataclass(frozen=True)
+class Judgement:
+    is_crisis: bool
+    probability: float  # 1 - p(none)
+    category: str | None  # the likeliest crisis category, whether or not it is a crisis
+    context: bool  # read as following a crisis turn
+
+
+class SemanticLayer:
+    """A trained CrisisClassifier as one message at a time sees it: earlier turns, a cache, a decision."""
+
+    def __init__(self, model: CrisisClassifier):
+        self.model = model.eval()
+        self.threshold = float(model.threshold)
+        self._cached = lru_cache(maxsize=CACHED)(self._embed_one)
+
+    @classmethod
+    def load(cls, directory: str | Path = HEAD_DIR) -> SemanticLayer:
+        """The head in `directory`, checked like every checkpoint (safetensors only, checksums), on MiniLM."""
+        directory = check_checkpoint_dir(directory, [Path(directory).parent])
+        return cls(CrisisClassifier.from_pretrained(directory))
+
+    def forget(self) -> None:
+        """Drop the remembered vectors (the bench times messages read for the first time)."""
+        self._cached.cache_clear()
+
+    @torch.inference_mode()
+    def _embed_one(self, normalised: str) -> torch.Tensor:
+        return self.model.embed([normalised])[0]
+
+    @torch.inference_mode()
+    def _read(self, embedding: torch.Tensor, context: bool) -> Judgement:
+        logits = self.model.logits(embedding.unsqueeze(0), torch.tensor([context]))[0]
+        probs = torch.softmax(logits, dim=-1)
+        crisis = 1.0 - probs[LABELS.index(NONE)].item()
+        category = LABELS[1 + int(probs[1:].argmax())]
+        return Judgement(crisis >= self.threshold, crisis, category, context)
+
+    def judge(self, text: str, history: Sequence[object] = (), rules_context: bool = True) -> Judgement:
+        """The layer's reading of the newest message. The earlier turns are looked at only when the message alone
+        is not a crisis: a recent turn is a crisis when it holds CRISIS_REPLY, this layer reads it as one on its
+        own, or (with `rules_context`) the rule table does."""
+        normalised = normalise("" if text is None else str(text))
+        if not normalised.strip():
+            return Judgement(False, 0.0, None, False)
+        embedding = self._cached(normalised)
+        alone = self._read(embedding, False)
+        if alone.is_crisis or not self._crisis_before(history, rules_context):
+            return alone
+        return self._read(embedding, True)
+
+    def _crisis_before(self, history: Sequence[object], rules_context: bool) -> bool:
+        recent = [turn for turn in (list(history)[-CONTEXT_TURNS:] if isinstance(history, (list, tuple)) else [])
+                  if isinstance(turn, str) and turn.strip()]
+        if any(CRISIS_REPLY in turn for turn in recent):
+            return True
+        if rules_context and any(assess_rules(turn).is_crisis for turn in recent):
+            return True
+        return any(self._read(self._cached(normalise(turn)), False).is_crisis for turn in recent)
+
+
+_LOCK = threading.Lock()
+_LAYER: list[SemanticLayer | None] = []  # empty until the first load; [None] when it could not load
+
+
+def layer() -> SemanticLayer | None:
+    """The shipped layer, loaded once per process; None (logged once) when MiniLM or the head is missing."""
+    with _LOCK:
+        if not _LAYER:
+            try:
+                _LAYER.append(SemanticLayer.load(HEAD_DIR))
+            except (OSError, ValueError, KeyError) as error:  # CheckpointError is a ValueError
+                log.warning("crisis recognition runs on the rules alone: the semantic layer did not load (%s)", error)
+                _LAYER.append(None)
+        return _LAYER[0]
+
+
+def second_opinion(text: str, history: Sequence[str], found: CrisisAssessment) -> CrisisAssessment:
+    """The rules' assessment `found` of a message they did not flag, with the semantic layer's reading added: a
+    crisis when the layer reads one, otherwise the same assessment with the layer's probability in its reason."""
+    semantic = layer()
+    if semantic is None:
+        return found
+    judged = semantic.judge(text, history)
+    after = " after a crisis turn" if judged.context else ""
+    reading = f"semantic p={judged.probability:.2f}{after} (threshold {semantic.threshold:.2f})"
+    if not judged.is_crisis:
+        return CrisisAssessment(False, None, found.score, found.rules, f"{found.reason}; {reading}")
+    rules = (*found.rules, "semantic/context" if judged.context else "semantic/message")
+    return CrisisAssessment(True, judged.category, max(found.score, judged.probability / semantic.threshold), rules,
+                            f"{judged.category}: {reading}; rules: {found.reason}")
+
+
+def read_training(directory: str | Path = HEAD_DIR) -> dict:
+    """What the head was trained on and how its threshold was chosen (training.json)."""
+    return json.loads((Path(directory) / TRAINING_FILE).read_text())

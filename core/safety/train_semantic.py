@@ -1,0 +1,178 @@
+"""Train the semantic crisis layer and choose its threshold on data.
+
+    python -m core.safety.train_semantic [--data-dir DIR] [--out checkpoints/crisis] [--epochs 5] [--seed 0]
+
+Data, none of it from core/safety/data/heldout.txt nor from the ED/DailyDialog test splits (the bench's):
+- written crisis messages: tests/fixtures/crisis_phrasings.txt (written for the rules) and the crisis lines of
+  core/safety/data/train.txt; written hard negatives: tests/fixtures/non_crisis_phrasings.txt and train.txt's `none`
+  lines;
+- ordinary messages: EmpatheticDialogues and DailyDialog *train* utterances the rules pass, a fresh sample each
+  epoch (people write them to talk, not to ask for help; the few crisis lines among them are what the rules flag);
+- continuations: train.txt lines with an earlier turn are read with the context flag set when the rules call that
+  turn a crisis; every other written message and part of the ordinary sample is read with the flag set too, with
+  less weight, so that a crisis stays one after another crisis turn and an ordinary message stays ordinary.
+
+Each epoch weighs the written crisis messages, the written negatives and the ordinary sample equally as groups.
+The threshold is the lowest at which at most FPR_BUDGET of the ED/DailyDialog *validation* utterances (never fitted)
+are read as a crisis; their share among ED's sad, devastated, lonely, afraid and anxious conversations is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core import safety_bench
+from core.atomic import write_directory
+from core.safety.crisis import assess_rules, normalise
+from core.safety.phrasings import LABELS, NONE, TRAIN, read_labelled
+from core.safety.semantic import HEAD_DIR, TRAINING_FILE, CrisisClassifier, CrisisConfig
+from core.safety_bench import SAD_EMOTIONS
+
+FPR_BUDGET = 0.005  # half the bench's 1% target on the test prompts: room for the layer's own variance
+ORDINARY_PER_EPOCH = 4000
+CONTEXT_WEIGHT = 0.3  # the context-flag copies, relative to the message read alone
+# A written step back after a crisis turn ("thank you, I will call them") counts this much more than another
+# negative: a few dozen of them stand against the context copy of every crisis message.
+STEP_BACK_WEIGHT = 5.0
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str  # normalised
+    label: int  # index in LABELS
+    context: bool
+    group: str  # "crisis", "negative" or "ordinary": the weight groups
+
+
+def written_examples() -> list[tuple[Example, bool]]:
+    """(example, is the original message read alone) for every written message the layer may learn from."""
+    rows = [(category, text, ()) for category, text in safety_bench.read_crisis_phrasings()]
+    rows += [(NONE, text, ()) for text in safety_bench.read_non_crisis_phrasings()]
+    rows += [(row.label, row.text, row.history) for row in read_labelled(TRAIN)]
+    out = []
+    for label, text, history in rows:
+        context = bool(history) and assess_rules(history[-1]).is_crisis
+        group = "negative" if label == NONE else "crisis"
+        out.append((Example(normalise(text), LABELS.index(label), context, group), not history))
+    return out
+
+
+def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoch: int,
+                  seed: int) -> list[list[tuple[Example, float]]]:
+    """One epoch's weighted examples in shuffled batches of similar length."""
+    rng = random.Random(seed * 1000 + epoch)
+    counts = {group: sum(e.group == group for e, _ in written) for group in ("crisis", "negative")}
+    rows = []
+    for example, alone in written:
+        weight = 1.0 / counts[example.group] * (STEP_BACK_WEIGHT if example.context and not example.label else 1.0)
+        rows.append((example, weight))
+        if alone:
+            rows.append((Example(example.text, example.label, True, example.group), weight * CONTEXT_WEIGHT))
+    sample = rng.sample(ordinary, min(ORDINARY_PER_EPOCH, len(ordinary)))
+    rows += [(Example(text, 0, False, "ordinary"), 1.0 / len(sample)) for text in sample]
+    rows += [(Example(text, 0, True, "ordinary"), CONTEXT_WEIGHT / len(sample))
+             for text in sample[:len(sample) // 5]]
+    rng.shuffle(rows)
+    chunk = BATCH * 20  # sorted by length within a chunk: little padding, batches still mixed
+    batches = []
+    for start in range(0, len(rows), chunk):
+        ordered = sorted(rows[start:start + chunk], key=lambda row: len(row[0].text))
+        batches += [ordered[i:i + BATCH] for i in range(0, len(ordered), BATCH)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train(model: CrisisClassifier, written: list[tuple[Example, bool]], ordinary: list[str], epochs: int,
+          seed: int) -> None:
+    torch.manual_seed(seed)
+    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": 5e-5},
+                                   {"params": model.head.parameters(), "lr": 2e-3}], weight_decay=0.01)
+    model.train()
+    for epoch in range(epochs):
+        start, batches = time.perf_counter(), epoch_batches(written, ordinary, epoch, seed)
+        total = sum(weight for batch in batches for _, weight in batch)
+        for batch in batches:
+            examples = [example for example, _ in batch]
+            logits = model.logits(model.embed([e.text for e in examples]), torch.tensor([e.context for e in examples]))
+            losses = torch.nn.functional.cross_entropy(logits, torch.tensor([e.label for e in examples]),
+                                                       reduction="none")
+            loss = (losses * torch.tensor([weight for _, weight in batch])).sum() / total * len(batches)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        print(f"epoch {epoch + 1}/{epochs}: {len(batches)} batches in {time.perf_counter() - start:.0f} s", flush=True)
+    model.eval()
+
+
+def choose_threshold(scores: torch.Tensor, budget: float = FPR_BUDGET) -> float:
+    """The lowest threshold that at most `budget` of `scores` reach, as the float16 it is stored in (rounded up, so
+    that the stored threshold keeps to the budget too)."""
+    ranked = scores.sort(descending=True).values
+    allowed = int(budget * len(ranked))
+    wanted = ranked[allowed].item() + 1e-6 if allowed < len(ranked) else 0.0
+    stored = torch.tensor(wanted, dtype=torch.float16)
+    if stored.item() < wanted:
+        stored = torch.nextafter(stored, torch.tensor(2.0, dtype=torch.float16))
+    return stored.item()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.safety.train_semantic", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="EmpatheticDialogues and DailyDialog (default: $EMPATHYGAIL_DATA or "
+                                           "../shared/data)")
+    parser.add_argument("--out", default=str(HEAD_DIR), help=f"where the layer is saved (default {HEAD_DIR})")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    written = written_examples()
+    ordinary = [normalise(p.text) for p in safety_bench.real_prompts(args.data_dir, "train")]
+    ordinary = [text for text in ordinary if text.strip() and not assess_rules(text).is_crisis]
+    validation = safety_bench.real_prompts(args.data_dir, "validation")
+    print(f"{len(written)} written messages, {len(ordinary)} ordinary to sample from, "
+          f"{len(validation)} validation utterances for the threshold", flush=True)
+
+    model = CrisisClassifier(CrisisConfig())
+    train(model, written, ordinary, args.epochs, args.seed)
+    scores = model.crisis_probability([normalise(p.text) for p in validation])
+    threshold = choose_threshold(scores)
+    model.threshold.fill_(threshold)
+    sad = torch.tensor([p.emotion in SAD_EMOTIONS for p in validation])
+    figures = {
+        "threshold": threshold, "fpr_budget": FPR_BUDGET,
+        "validation_fpr": (scores >= threshold).float().mean().item(),
+        "validation_sad_fpr": (scores[sad] >= threshold).float().mean().item(),
+    }
+    record = {
+        "trained_on": ["tests/fixtures/crisis_phrasings.txt", "tests/fixtures/non_crisis_phrasings.txt",
+                       "core/safety/data/train.txt", "EmpatheticDialogues + DailyDialog train utterances"],
+        "threshold_chosen_on": "EmpatheticDialogues + DailyDialog validation utterances",
+        "written_messages": len(written), "ordinary_per_epoch": ORDINARY_PER_EPOCH,
+        "validation_utterances": len(validation), "epochs": args.epochs, "seed": args.seed,
+        "threshold_choice": figures, "seconds": round(time.perf_counter() - began),
+        "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
+    }
+
+    def write(directory: Path) -> None:
+        model.save_pretrained(directory, dtype="float16")
+        (directory / TRAINING_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+    write_directory(Path(args.out).resolve(), write)
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
