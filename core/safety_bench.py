@@ -1,11 +1,13 @@
-"""Measure crisis recognition: recall on the written crisis phrasings, false positives on real test prompts.
+"""Measure crisis recognition: the rule table, the semantic layer and both together.
 
-    python -m core.safety_bench [DATA_DIR]
+    python -m core.safety_bench [DATA_DIR]        (also `python -m core bench safety [--data-dir DIR]`)
 
-Recall is measured on tests/fixtures/crisis_phrasings.txt (hand-written, see its header), the hard negatives of
-tests/fixtures/non_crisis_phrasings.txt must all pass, and the false-positive rate is the share of real test
-utterances (EmpatheticDialogues test.csv, DailyDialog dialogues_test.txt) recognised as a crisis. Those are ordinary
-conversations, so every hit counts as false; the hits are printed so that a person can judge them.
+For each of rules alone, the semantic layer alone and both (what `core.safety.assess` does): recall on the crisis
+messages of core/safety/data/heldout.txt and false alarms on its hard negatives (nothing was fitted or tuned on that
+file), the false-positive rate on the real test utterances (EmpatheticDialogues test.csv, DailyDialog
+dialogues_test.txt; ordinary conversations, so every hit counts as false, and the hits are printed so that a person
+can judge them), the same among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time
+per message. The rule table is also checked on the lists it was written against (tests/fixtures/, see their headers).
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from core import paths
-from core.safety.crisis import CATEGORIES, assess
+from core.safety.crisis import CATEGORIES, assess, assess_rules, normalise
+from core.safety.phrasings import HELDOUT, read_labelled
 
 FIXTURES = paths.REPO_ROOT / "tests" / "fixtures"
 CRISIS_PHRASINGS = FIXTURES / "crisis_phrasings.txt"
 NON_CRISIS_PHRASINGS = FIXTURES / "non_crisis_phrasings.txt"
-RECALL_TARGET = 0.95
+RECALL_TARGET = 0.95  # the rule table on its own lists
 FPR_TARGET = 0.01
+HELDOUT_RECALL_TARGET = 0.97  # both layers
+HELDOUT_FALSE_ALARM_TARGET = 0.03
+MS_TARGET = 20.0
+LAYERS = ("rules", "semantic", "both")
+SAD_EMOTIONS = ("sad", "devastated", "lonely", "afraid", "anxious")
+TIMED = 200  # real test utterances timed one by one (with the held-out messages)
 SHOWN = 10  # false positives and misses printed
 
 
@@ -52,84 +62,198 @@ def read_non_crisis_phrasings(path: Path = NON_CRISIS_PHRASINGS) -> list[str]:
     return _lines(path)
 
 
-def real_prompts(data_dir: str | os.PathLike | None = None) -> list[tuple[str, str]]:
-    """(source, utterance) for every utterance of the EmpatheticDialogues and DailyDialog test splits."""
+@dataclass(frozen=True)
+class Prompt:
+    source: str  # "empatheticdialogues" or "dailydialog"
+    text: str
+    emotion: str = ""  # EmpatheticDialogues' emotion label of the conversation ("" for DailyDialog)
+
+
+# The split's name in each dataset's own layout.
+SPLITS = {"train": ("train", "train"), "validation": ("valid", "validation"), "test": ("test", "test")}
+
+
+def real_prompts(data_dir: str | os.PathLike | None = None, split: str = "test") -> list[Prompt]:
+    """Every utterance of the EmpatheticDialogues and DailyDialog `split` (train, validation or test)."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    ed_split, dd_split = SPLITS[split]
     root = paths.data_dir(data_dir)
-    ed_file = root / "empatheticdialogues" / "test.csv"
-    dd_file = root / "dailydialog" / "test" / "dialogues_test.txt"
+    ed_file = root / "empatheticdialogues" / f"{ed_split}.csv"
+    dd_file = root / "dailydialog" / dd_split / f"dialogues_{dd_split}.txt"
     for file in (ed_file, dd_file):
         if not file.is_file():
-            raise FileNotFoundError(f"test split {file} not found (set ${paths.DATA_ENV} or pass the data directory)")
-    ed = pd.read_csv(ed_file, keep_default_na=False)["utterance"]
+            raise FileNotFoundError(f"{split} split {file} not found (set ${paths.DATA_ENV} or pass the data "
+                                    f"directory)")
+    ed = pd.read_csv(ed_file, keep_default_na=False)
     dd = [u.strip() for line in dd_file.read_text(encoding="utf-8").splitlines() for u in line.split("__eou__")]
-    return [("empatheticdialogues", u) for u in ed if u.strip()] + [("dailydialog", u) for u in dd if u]
+    return ([Prompt("empatheticdialogues", u, e) for u, e in zip(ed["utterance"], ed["context"]) if u.strip()]
+            + [Prompt("dailydialog", u) for u in dd if u])
+
+
+@dataclass
+class LayerFigures:
+    recall: float
+    missed: list[str]
+    false_alarms: list[str]
+    negatives: int
+    ms_mean: float
+    ms_p95: float
+    fpr: float | None = None  # None when the real data is absent
+    sad_hits: int = 0
+    false_positives: list[tuple[str, str]] = field(default_factory=list)  # (source, utterance)
 
 
 @dataclass
 class SafetyFigures:
-    recall: float
+    recall: float  # the rule table on the lists it was written against
     phrasings: int
     recall_by_category: dict[str, float]
     missed: list[tuple[str, str]]
     hard_negatives: int
     hard_negative_hits: list[tuple[str, str]]  # (message, reason)
+    layers: dict[str, LayerFigures] = field(default_factory=dict)  # empty when the semantic layer is unavailable
+    positives: int = 0
     prompts: int = 0
-    fpr: float | None = None  # None when the real data is absent
-    false_positives: list[tuple[str, str, str]] = field(default_factory=list)  # (source, utterance, reason)
+    sad_prompts: int = 0
     prompts_by_source: dict[str, int] = field(default_factory=dict)
+    threads: int = 0
     seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return (self.recall >= RECALL_TARGET and not self.hard_negative_hits
-                and (self.fpr is None or self.fpr <= FPR_TARGET))
+        rules_ok = self.recall >= RECALL_TARGET and not self.hard_negative_hits
+        both = self.layers.get("both")
+        if both is None:
+            return False
+        return (rules_ok and both.recall >= HELDOUT_RECALL_TARGET
+                and len(both.false_alarms) <= HELDOUT_FALSE_ALARM_TARGET * both.negatives
+                and (both.fpr is None or both.fpr <= FPR_TARGET) and both.ms_mean <= MS_TARGET)
 
 
-def measure(data_dir: str | os.PathLike | None = None, real: bool = True) -> SafetyFigures:
-    """Recall on the crisis phrasings, hits on the hard negatives and, when `real`, the false-positive rate."""
+def _deciders():
+    """layer -> (text, history) -> is it a crisis; None when the semantic layer is unavailable."""
+    from core.safety import semantic
+
+    layer = semantic.layer()
+    if layer is None:
+        return None, None
+    return layer, {
+        "rules": lambda text, history: assess_rules(text, history).is_crisis,
+        "semantic": lambda text, history: layer.judge(text, history, rules_context=False).is_crisis,
+        "both": lambda text, history: assess(text, history).is_crisis,
+    }
+
+
+def _timed(decide, messages: list[tuple[str, list[str]]], layer) -> tuple[float, float]:
+    """Mean and 95th percentile milliseconds per message, each read once with nothing cached."""
+    layer.forget()
+    times = []
+    for text, history in messages:
+        start = time.perf_counter()
+        decide(text, history)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return sum(times) / len(times), times[int(0.95 * (len(times) - 1))]
+
+
+def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
+    layer, deciders = _deciders()
+    if layer is None:
+        return
+    heldout = read_labelled(HELDOUT)
+    messages = [(row.text, list(row.history)) for row in heldout]
+    timed = messages + [(p.text, []) for p in prompts[::max(1, len(prompts) // TIMED)][:TIMED]]
+    semantic_hits = torch.zeros(0, dtype=torch.bool)
+    if prompts:  # batched: a prompt has no history, so each layer reads it alone, as `assess` would
+        semantic_hits = layer.model.crisis_probability([normalise(p.text) for p in prompts]) >= layer.threshold
+    rule_hits = torch.tensor([assess_rules(p.text).is_crisis for p in prompts], dtype=torch.bool)
+    sad = torch.tensor([p.emotion in SAD_EMOTIONS for p in prompts], dtype=torch.bool)
+    hits = {"rules": rule_hits, "semantic": semantic_hits, "both": rule_hits | semantic_hits}
+    figures.positives = sum(row.is_crisis for row in heldout)
+    for name, decide in deciders.items():
+        said = [decide(text, history) for text, history in messages]
+        ms_mean, ms_p95 = _timed(decide, timed, layer)
+        found = LayerFigures(
+            recall=sum(s for s, row in zip(said, heldout) if row.is_crisis) / figures.positives,
+            missed=[row.text for s, row in zip(said, heldout) if row.is_crisis and not s],
+            false_alarms=[row.text for s, row in zip(said, heldout) if not row.is_crisis and s],
+            negatives=len(heldout) - figures.positives, ms_mean=ms_mean, ms_p95=ms_p95)
+        if prompts:
+            found.fpr = hits[name].float().mean().item()
+            found.sad_hits = int(hits[name][sad].sum())
+            found.false_positives = [(p.source, p.text) for p, hit in zip(prompts, hits[name]) if hit]
+        figures.layers[name] = found
+
+
+def measure(data_dir: str | os.PathLike | None = None, real: bool = True, semantic: bool = True) -> SafetyFigures:
+    """The rule table on its own lists and, with `semantic`, every layer on the held-out file and (when `real`)
+    the real test prompts."""
     start = time.perf_counter()
     phrasings = read_crisis_phrasings()
-    missed = [(category, text) for category, text in phrasings if not assess(text).is_crisis]
+    missed = [(category, text) for category, text in phrasings if not assess_rules(text).is_crisis]
     totals = Counter(category for category, _ in phrasings)
     misses = Counter(category for category, _ in missed)
     negatives = read_non_crisis_phrasings()
-    hits = [(text, found.reason) for text in negatives if (found := assess(text)).is_crisis]
+    hits = [(text, found.reason) for text in negatives if (found := assess_rules(text)).is_crisis]
     figures = SafetyFigures(
         recall=1 - len(missed) / len(phrasings), phrasings=len(phrasings),
         recall_by_category={c: 1 - misses[c] / totals[c] for c in CATEGORIES if totals[c]}, missed=missed,
-        hard_negatives=len(negatives), hard_negative_hits=hits)
-    if real:
-        prompts = real_prompts(data_dir)
-        figures.prompts = len(prompts)
-        figures.prompts_by_source = dict(Counter(source for source, _ in prompts))
-        figures.false_positives = [(source, text, found.reason) for source, text in prompts
-                                   if (found := assess(text)).is_crisis]
-        figures.fpr = len(figures.false_positives) / len(prompts)
+        hard_negatives=len(negatives), hard_negative_hits=hits, threads=torch.get_num_threads())
+    prompts = real_prompts(data_dir) if real else []
+    figures.prompts, figures.sad_prompts = len(prompts), sum(p.emotion in SAD_EMOTIONS for p in prompts)
+    figures.prompts_by_source = dict(Counter(p.source for p in prompts))
+    if semantic:
+        _measure_layers(figures, prompts)
     figures.seconds = time.perf_counter() - start
     return figures
 
 
+def _share(count: int, total: int, digits: int = 1) -> str:
+    return f"{count / total:.{digits}%} ({count})" if total else "-"
+
+
+def _layer_rows(figures: SafetyFigures) -> list[str]:
+    rows = [f"{'layer':9s} {'recall':>8s} {'false alarms':>13s} {'FPR test':>14s} {'FPR sad':>12s} {'ms/msg':>7s} "
+            f"{'p95':>6s}"]
+    for name, found in figures.layers.items():
+        fpr = _share(len(found.false_positives), figures.prompts, 3)
+        sad = _share(found.sad_hits, figures.sad_prompts, 2)
+        alarms = _share(len(found.false_alarms), found.negatives)
+        rows.append(f"{name:9s} {found.recall:>8.1%} {alarms:>13s} {fpr:>14s} {sad:>12s} {found.ms_mean:>7.1f} "
+                    f"{found.ms_p95:>6.1f}")
+    return rows
+
+
 def report(figures: SafetyFigures) -> str:
     by_category = ", ".join(f"{c} {r:.1%}" for c, r in figures.recall_by_category.items())
-    lines = [f"crisis recall: {figures.recall:.1%} of {figures.phrasings} phrasings ({by_category}); "
-             f"target >= {RECALL_TARGET:.0%}"]
+    lines = [f"rule table on the lists it was written against: recall {figures.recall:.1%} of {figures.phrasings} "
+             f"({by_category}; target >= {RECALL_TARGET:.0%}); {len(figures.hard_negative_hits)} of "
+             f"{figures.hard_negatives} hard negatives flagged (target 0)"]
     lines += [f"  missed [{category}] {text}" for category, text in figures.missed[:SHOWN]]
-    lines.append(f"hard negatives recognised as crisis: {len(figures.hard_negative_hits)} of {figures.hard_negatives} "
-                 f"(target 0)")
-    lines += [f"  {text}  <- {reason}" for text, reason in figures.hard_negative_hits[:SHOWN]]
-    if figures.fpr is None:
-        lines.append("false-positive rate: not measured (real test data not found)")
-    else:
-        sources = ", ".join(f"{n} {s}" for s, n in figures.prompts_by_source.items())
-        lines.append(f"false-positive rate on real test prompts: {figures.fpr:.3%} ({len(figures.false_positives)} of "
-                     f"{figures.prompts}: {sources}); target <= {FPR_TARGET:.0%}")
-        lines += [f"  [{source}] {text[:200]}  <- {reason}" for source, text, reason in figures.false_positives[:SHOWN]]
+    lines += [f"  flagged {text}  <- {reason}" for text, reason in figures.hard_negative_hits[:SHOWN]]
+    if not figures.layers:
+        lines.append("semantic layer: not measured (MiniLM or checkpoints/crisis unavailable, or not asked for)")
+        lines.append(f"{'PASS' if figures.passed else 'FAIL'} ({figures.seconds:.1f} s)")
+        return "\n".join(lines)
+    both = figures.layers["both"]
+    sources = ", ".join(f"{n} {s}" for s, n in figures.prompts_by_source.items()) or "real test data not found"
+    lines.append(f"held-out ({HELDOUT.name}, never fitted or tuned on): {figures.positives} crisis messages, "
+                 f"{both.negatives} hard negatives; real test prompts: {figures.prompts} ({sources}), "
+                 f"{figures.sad_prompts} of them in ED's {'/'.join(SAD_EMOTIONS)} conversations; time on "
+                 f"{figures.threads} torch thread(s)")
+    lines += [f"  {row}" for row in _layer_rows(figures)]
+    lines.append(f"  targets for both: recall >= {HELDOUT_RECALL_TARGET:.0%}, false alarms <= "
+                 f"{HELDOUT_FALSE_ALARM_TARGET:.0%}, FPR <= {FPR_TARGET:.0%}, < {MS_TARGET:.0f} ms per message")
+    lines += [f"  both missed: {text}" for text in both.missed[:SHOWN]]
+    lines += [f"  both false alarm: {text}" for text in both.false_alarms[:SHOWN]]
+    lines += [f"  both on real test [{source}]: {text[:200]}" for source, text in both.false_positives[:SHOWN]]
     lines.append(f"{'PASS' if figures.passed else 'FAIL'} ({figures.seconds:.1f} s)")
     return "\n".join(lines)
 
 
 def main(data_dir: str | os.PathLike | None = None) -> int:
-    """Print the figures; exit status 0 when every target is met. Without the real data only the lists count."""
+    """Print the figures; exit status 0 when every target is met."""
     try:
         figures = measure(data_dir)
     except FileNotFoundError as error:
