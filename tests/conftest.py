@@ -1,9 +1,9 @@
 import os
 
 import pytest
-import torch
 
-from core import paths
+from core import paths  # first: it sets how torch's threads wait, which must precede importing torch
+import torch  # noqa: E402
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
-from core.safety.crisis import CRISIS_REPLY, RuleTable, assess, normalise, phrase
+from core.safety.crisis import CRISIS_REPLY, RuleTable, assess, assess_rules, normalise, phrase
 
 NOTICE = (
     "EmpathyGAIL is an AI research demo: its replies are written by a small language model trained on public "
@@ -140,7 +140,9 @@ def _has_slur(normalised: str) -> bool:
     return False
 
 
-def _unsafe_reason(reply: str) -> str | None:
+def _unsafe_reason(reply: str, whole: bool = True) -> str | None:
+    """Why `reply` must not be shown, or None. A reply still being written is checked against the rules only: the
+    semantic crisis layer costs milliseconds a call, and judges the whole reply once it is written."""
     if not reply.strip():
         return EMPTY
     normalised = normalise(reply)
@@ -150,7 +152,7 @@ def _unsafe_reason(reply: str) -> str | None:
     for reason in (HARM_ADVICE, SEXUAL, IDENTITY):
         if any(rule.category == reason for rule, _ in counted.values()):
             return reason
-    if assess(reply).is_crisis:
+    if (assess if whole else assess_rules)(reply).is_crisis:
         return CRISIS_TALK
     return None
 
@@ -202,7 +204,7 @@ def safe_stream(history: Sequence[str], prompt: str, rows: int, stream: Callable
             if shown[row].kind == "guarded" or n_words == words[row]:
                 continue
             words[row] = n_words
-            reason = _unsafe_reason(text)
+            reason = _unsafe_reason(text, whole=False)
             if reason is None:
                 shown[row] = SafeReply(_held_back(text), "generated", "")
             else:
