@@ -23,3 +23,21 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def real_data_dir():
     return paths.data_dir()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The app's tiny world (tests/demo_fixtures.py): three tiny models, an emotion model, a discriminator,
+    results."""
+    from tests.demo_fixtures import build_world
+
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def settings(world, tmp_path):
+    """The app's settings over the tiny world, with a fresh work dir and no data."""
+    from demo.settings import Settings
+
+    return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=tmp_path / "work",
+                    data_dir=tmp_path / "no-data", max_message_chars=300)

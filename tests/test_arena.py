@@ -3,26 +3,11 @@ that repeat with their seed, and judgements exported and imported without duplic
 
 from dataclasses import replace
 
-import pytest
-
 from core.scoring import votes
 from demo import arena
 from demo.models import ModelStore
-from demo.settings import Settings
-from tests.demo_fixtures import build_world
 
 NAMES = ("EmpathyGAIL", "MLE", "TextGAIL")
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture
-def settings(world, tmp_path):
-    return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=tmp_path / "work",
-                    data_dir=tmp_path / "no-data")
 
 
 def test_two_models_answer_blind_and_the_vote_reveals_and_stores_them(settings):

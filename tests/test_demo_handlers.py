@@ -19,18 +19,6 @@ from demo import chat, compare, jobs, results, review, train
 from demo.inputs import clean_text, message_text
 from demo.models import ModelStore, NotAvailable
 from demo.settings import Settings, settings_from_args
-from tests.demo_fixtures import build_world
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("world"))
-
-
-@pytest.fixture
-def settings(world, tmp_path):
-    return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=tmp_path / "work",
-                    data_dir=tmp_path / "no-data", max_message_chars=300)
 
 
 @pytest.fixture
