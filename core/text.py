@@ -172,7 +172,8 @@ def _assemble(form: Layout, history: Sequence[list[int]], prompt: list[int], res
     opening, (user_before, user_after), (bot_before, _) = form.opening, form.user, form.bot
     budget = max_length - len(response_ids) - len(bot_before) - len(opening)  # what opens the response and input
     if budget < len(user_before) + len(user_after) + 1:
-        raise ValueError(f"max_length {max_length} leaves no room for a prompt beside {len(response_ids)} response tokens")
+        raise ValueError(f"max_length {max_length} leaves no room for a prompt beside {len(response_ids)} response "
+                         "tokens")
 
     room = budget - len(user_before) - len(user_after)
     truncated = len(prompt) > room

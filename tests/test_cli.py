@@ -38,7 +38,8 @@ def test_help_imports_nothing_heavy(argv):
 
 
 def test_bench_parser_offers_core_bench_sections_and_options():
-    args = build_parser().parse_args(["bench", "gail-step", "all", "--prompts", "4", "--cache-implementation", "static"])
+    args = build_parser().parse_args(["bench", "gail-step", "all", "--prompts", "4", "--cache-implementation",
+                                      "static"])
     assert args.sections == ["gail-step", "all"] and args.prompts == 4 and args.cache_implementation == "static"
     assert list(bench.SECTIONS) == list(bench_options.SECTIONS)
     assert all(callable(function) for function in bench.SECTIONS.values())

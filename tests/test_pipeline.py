@@ -20,8 +20,11 @@ def micro_preset(tmp_path):
         "out": str(tmp_path / "results"), "seeds": 1, "max_examples": 6, "batch_size": 8, "embedding": False,
         "split": "train", "decoding": {"max_new_tokens": 6}}}
     for name in ("pretrain", "mle"):
+        generator = preset[name]["generator"]
+        if name == "pretrain":
+            generator = {**generator, "n_positions": 64}
         preset[name].update(max_steps=4, eval_every=2, eval_batches=1, checkpoint_every=2, batch_size=2,
-                            max_length=64, generator={**preset[name]["generator"], "n_positions": 64} if name == "pretrain" else preset[name]["generator"])
+                            max_length=64, generator=generator)
     preset["emotion"].update(epochs=1, max_train_examples=None)
     preset["rl_seq2seq"].update(mle_steps=3, ppo_steps=1, batch_size=4, rollout_batch=4, minibatch_size=2,
                                 eval_every=2, checkpoint_every=2, eval_examples=4, max_train_examples=None,

@@ -45,8 +45,8 @@ def test_three_models_meet_the_likelihood_equations():
 
 
 def test_ratings_have_intervals_and_keep_model_versions_apart():
-    recorded = [vote("mle", "empathygail", "b", "old", "new")] * 6 + [vote("mle", "empathygail", "a", "new", "new")] * 2 \
-        + [vote("empathygail", "mle", "tie", "new", "old"), vote("mle", "expert", "both_bad", "new", "data")]
+    recorded = [vote("mle", "empathygail", "b", "old", "new")] * 6 + [vote("mle", "empathygail", "a", "new", "new")] * 2
+    recorded += [vote("empathygail", "mle", "tie", "new", "old"), vote("mle", "expert", "both_bad", "new", "data")]
     table = votes.ratings(recorded, bootstrap=200).set_index("model")
     assert set(table.index) == {"mle@old", "mle@new", "empathygail", "expert"}
     assert (table["low"] <= table["rating"]).all() and (table["rating"] <= table["high"]).all()

@@ -325,7 +325,8 @@ def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
         card = ModelCard(name=config.name, algorithm=algorithm, data=",".join(sorted(set(train_rows["source"]))),
                          steps=step, config=to_dict(config),
                          metrics={**metrics, **ended(step, schedule.total_steps, stop_reason),
-                                  **({"scheduled_steps": schedule.total_steps} if schedule.total_steps < total else {})},
+                                  **({"scheduled_steps": schedule.total_steps}
+                                     if schedule.total_steps < total else {})},
                          wall_time_s=round(wall_before + time.time() - started, 1),
                          hardware=hardware_name(device, world),
                          base=base.base_info(config.generator.name_or_path) if config.generator.lora else {})

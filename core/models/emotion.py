@@ -47,8 +47,9 @@ class EmotionClassifier(EncoderModel):
         self.labels = list(LABEL_SETS[config.labels])
         self.encoder = TextEncoder(config.encoder, tokenizer)
         self.memo: dict[str, torch.Tensor] | None = None  # see freeze()
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.encoder.dim, config.head_hidden), nn.Tanh(),
-                                  nn.Dropout(config.dropout), nn.Linear(config.head_hidden, len(self.labels)))
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.encoder.dim, config.head_hidden),
+                                  nn.Tanh(), nn.Dropout(config.dropout),
+                                  nn.Linear(config.head_hidden, len(self.labels)))
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         return self.head(self.encoder.encode([[t] for t in texts]))

@@ -185,7 +185,8 @@ def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             torch.manual_seed(decoding.seed)
         output = model.generate(
             input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-            max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id,
+            max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens, eos_token_id=stop,
+            pad_token_id=tokenizer.pad_token_id,
             cache_implementation=decoding.cache_implementation, streamer=streamer, **options)
     new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
     texts, sequences = [], []

@@ -681,10 +681,10 @@ RULES: tuple[Rule, ...] = (
                                      r"abuse)|incest|trafficking)\b",
            past_ok=True),
     phrase(ABUSE, "abuser", r"\b(?:my|our) abusers?\b|\blive with (?:my|an) abuser\b", past_ok=True),
-    phrase(ABUSE, "abusive", rf"\b(?:in an?|my|leave (?:my|an?)) abusive (?:relationship|marriage|home|household|"
-                             rf"family|husband|wife|boyfriend|girlfriend|partner|parents?|dad|mom|father|mother|ex)\b|"
-                             rf"\b(?:he|she|my \w+) (?:is|gets|becomes|can be) (?:very |so |really )?(?:abusive|"
-                             rf"violent)\b"),
+    phrase(ABUSE, "abusive", r"\b(?:in an?|my|leave (?:my|an?)) abusive (?:relationship|marriage|home|household|"
+                             r"family|husband|wife|boyfriend|girlfriend|partner|parents?|dad|mom|father|mother|ex)\b|"
+                             r"\b(?:he|she|my \w+) (?:is|gets|becomes|can be) (?:very |so |really )?(?:abusive|"
+                             r"violent)\b"),
     phrase(ABUSE, "threatens_me", r"\bthreat(?:en|ens|ened|ening) to (?:kill|hurt|hit|beat|rape|shoot|stab|burn|"
                                   r"take (?:my|the) (?:kids|children|baby)) (?:me|us|my)\b|\b(?:said|says|"
                                   r"told me) (?:he|she|they) (?:would|will|is going to|was going to) (?:kill|hurt|hit|"
