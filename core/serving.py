@@ -77,16 +77,27 @@ class ReplyBatcher:
 
     def _work(self) -> None:
         while True:
-            batch = self._next_batch()
-            self.batch_sizes.append(len(batch))
-            shared: SharedBase = batch[0].responder.shared
-            try:
-                for texts in shared.stream_mixed([r.responder.adapter for r in batch], [r.context for r in batch],
-                                                 batch[0].decoding):
-                    for request, text in zip(batch, texts):
+            self._write(self._next_batch())
+
+    def _write(self, batch: list[_Request]) -> None:
+        """One batched call; a request whose row has ended is answered without waiting for the others."""
+        self.batch_sizes.append(len(batch))
+        shared: SharedBase = batch[0].responder.shared
+        done = [False] * len(batch)
+        try:
+            for texts in shared.stream_mixed([r.responder.adapter for r in batch], [r.context for r in batch],
+                                             batch[0].decoding):
+                ended = getattr(texts, "ended", None)  # the last item, the call's own result, has no flags
+                for row, (request, text) in enumerate(zip(batch, texts)):
+                    if not done[row]:
                         request.steps.put(text)
-            except Exception as error:  # every request of the failed call hears why
-                for request in batch:
+                        if ended is not None and ended[row]:
+                            request.steps.put(_DONE)
+                            done[row] = True
+        except Exception as error:  # every request of the failed call still waiting hears why
+            for row, request in enumerate(batch):
+                if not done[row]:
                     request.steps.put(error)
-            for request in batch:
+        for row, request in enumerate(batch):
+            if not done[row]:
                 request.steps.put(_DONE)

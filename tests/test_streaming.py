@@ -214,3 +214,27 @@ def test_a_failed_batch_reaches_every_request_in_it(responders, monkeypatch):
     assert all(isinstance(r, RuntimeError) and "broke" in str(r) for r in replies)
     with pytest.raises(ValueError, match="max_batch"):
         ReplyBatcher(max_batch=0)
+
+
+def test_a_request_whose_reply_has_ended_is_answered_before_its_batch_ends(responders, monkeypatch):
+    from core.models.streaming import Texts
+    from core.serving import _DONE, _Request
+
+    release = threading.Event()
+
+    def two_rows(adapters, contexts, decoding):
+        yield Texts(["Oh no.", "That"], [True, False])
+        release.wait(10)
+        yield Texts(["Oh no.", "That is hard."], [True, True])
+        yield ["Oh no.", "That is hard."]
+
+    monkeypatch.setattr(responders[0].shared, "stream_mixed", two_rows)
+    short, long = (_Request(responders[i], CONTEXTS[i], Decoding()) for i in range(2))
+    writer = threading.Thread(target=ReplyBatcher()._write, args=([short, long],))
+    writer.start()
+    assert [short.steps.get(timeout=5), short.steps.get(timeout=5)] == ["Oh no.", _DONE]  # the batch still runs
+    assert long.steps.get(timeout=5) == "That" and long.steps.empty()
+    release.set()
+    writer.join(10)
+    assert [long.steps.get_nowait() for _ in range(2)] == ["That is hard.", _DONE]
+    assert short.steps.empty() and long.steps.empty()

@@ -20,6 +20,14 @@ from transformers.generation.streamers import BaseStreamer
 from core.text import layout, reply_text
 
 
+class Texts(list):
+    """Every row's reply so far, and which rows have ended (their text is final)."""
+
+    def __init__(self, texts: list[str], ended: list[bool]):
+        super().__init__(texts)
+        self.ended = ended
+
+
 class Cancelled(Exception):
     """Raised inside `generate` (from the streamer) once the reader has stopped reading."""
 
@@ -46,8 +54,9 @@ class TokenQueue(BaseStreamer):
 
 def stream_generation(run: Callable[[TokenQueue], list[str]], tokenizer: PreTrainedTokenizerBase, rows: int
                       ) -> Iterator[list[str]]:
-    """Every row's reply so far after each decoding step of `run(streamer)`, which calls `generate` with the
-    streamer and returns the replies; its own result comes last, so a stream ends where the unstreamed call does.
+    """Every row's reply so far after each decoding step of `run(streamer)` (as `Texts`, which say which rows have
+    ended), where `run` calls `generate` with the streamer and returns the replies; its own result comes last, so a
+    stream ends where the unstreamed call does.
     Closing the iterator early stops the generation at its next step; an error in `run` is raised to the reader."""
     streamer, done, outcome = TokenQueue(), object(), {}
 
@@ -72,7 +81,7 @@ def stream_generation(run: Callable[[TokenQueue], list[str]], tokenizer: PreTrai
                 ended[row] = ended[row] or token in stops
                 if not ended[row]:
                     tokens[row].append(token)
-            yield [reply_text(tokenizer, ids) for ids in tokens]
+            yield Texts([reply_text(tokenizer, ids) for ids in tokens], list(ended))
     finally:
         streamer.cancelled.set()
         worker.join()
