@@ -322,8 +322,10 @@ def run(args: argparse.Namespace, root: Path) -> Report:
                     concurrency=Settings.concurrency, max_batch=args.max_batch)
     try:
         api = client(app.url)
-        for model in models:  # load every model once, so the figures are for serving, not loading
-            chat_client(app.url, 0, 1, model, args.max_new_tokens, args.request_timeout, deadline)
+        for model in models:  # once the app has loaded its models, each answers once: the figures are for serving
+            while not chat_client(app.url, 0, 1, model, args.max_new_tokens, args.request_timeout, deadline)[0].ok \
+                    and time.time() < deadline:
+                time.sleep(1)
         print(f"{args.clients} clients x {args.requests} chat requests ...", flush=True)
         load_started = time.time()
         with ThreadPoolExecutor(1) as background:
