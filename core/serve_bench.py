@@ -31,6 +31,7 @@ from core import paths
 from core.models import base
 from core.models.generator import Decoding, is_adapter, serving_dtype
 from core.registry import Responder, list_models, load_responder, stream_together
+from core.scoring.metrics import perplexity
 
 # The method's Table 3 prompts: what a person types first in the demo.
 PROMPTS = [
@@ -140,7 +141,7 @@ def quality(served: Responder, reference: Responder, examples: int, data_dir: st
             scores = responder.score_batch([(r["history"], r["prompt"]) for r in batch], [r["response"] for r in batch])
             logprob += sum(s.logprob for s in scores)
             words += sum(s.n_words for s in scores)
-        figures[f"perplexity per word, {name}"] = float(torch.tensor(-logprob / words).exp())
+        figures[f"perplexity per word, {name}"] = perplexity(logprob, words)
     greedy = Decoding(do_sample=False, max_new_tokens=REPLY_TOKENS)
     same = sum(served.respond(h, p, greedy) == reference.respond(h, p, greedy) for h, p in PROMPTS)
     figures["greedy Table 3 replies the same"] = f"{same} of {len(PROMPTS)}"

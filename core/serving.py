@@ -5,10 +5,10 @@ end and joins the next one, a row per request, each row with its own adapter on 
     for text in batcher.stream(responder, history, prompt, decoding):  # from any number of threads at once
         show(text)
 
-On a CPU one decoding step for eight rows costs little more than for one, so eight waiting visitors are served in
-about the time of one reply instead of eight in turn. Rows share one call's sampling settings, so only requests that
-agree on them are batched; a request with a seed is answered alone (its reply must not depend on who else asked),
-as is every model that is not an adapter on a shared base.
+A decoding step for several rows costs less than those rows one by one, so waiting visitors are served sooner than
+in turn, and a request is answered as soon as its own row ends. Rows share one call's sampling settings, so only
+requests that agree on them are batched; a request with a seed is answered alone (its reply must not depend on who
+else asked), as is every model that is not an adapter on a shared base.
 """
 
 from __future__ import annotations

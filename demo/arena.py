@@ -11,7 +11,6 @@ without duplicates.
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Iterator
@@ -168,14 +167,8 @@ def import_votes(settings: Settings, file: Any) -> tuple[str, pd.DataFrame, pd.D
     """Merge an exported file into the arena's votes; a vote already there is not added twice."""
     if not file:
         return "Choose an exported file (arena-….jsonl) first.", *tables(settings)
-    records = []
     try:
-        for line in Path(file).read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                records.append(None)
-        added, skipped = votes.merge_votes(settings.arena_path, records)
+        added, skipped = votes.merge_file(settings.arena_path, file)
     except (OSError, UnicodeDecodeError) as error:
         return f"⚠️ The file could not be read: {error}", *tables(settings)
     return f"Imported {added} judgements ({skipped} skipped: already here, or not votes).", *tables(settings)

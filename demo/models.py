@@ -45,7 +45,6 @@ class ModelStore:
         self.batcher = ReplyBatcher(settings.max_batch)
         self.loading: str | None = None  # what the page says while `warm_up` runs
         self._loaded: OrderedDict[str, Responder] = OrderedDict()
-        self._locks: dict[str, threading.Lock] = {}
         self._extras: dict[str, object] = {}
         self._guard = threading.Lock()
 
@@ -122,11 +121,6 @@ class ModelStore:
             while len(self._loaded) > self.cache_size:
                 self._loaded.popitem(last=False)
         return responder
-
-    def lock(self, label: str) -> threading.Lock:
-        """One request per model at a time, so that a seed gives the same reply whatever else is running."""
-        with self._guard:
-            return self._locks.setdefault(self.card(label).path, threading.Lock())
 
     def read_emotions(self, texts: list[str]) -> list[dict[str, float]]:
         """The emotion classifier's distribution over its labels for each text."""

@@ -126,7 +126,7 @@ def build_config(settings: Settings, request: Request, base_dir: Path, name: str
             f"emotion_model={emotion if uses_emotion else 'null'}",
             *([f"discriminator.emotion_model={emotion}"] if uses_emotion else [])]
     return recipes.build_config(request.algorithm, None, None if request.preset == NO_PRESET else request.preset,
-                            overrides)
+                                overrides)
 
 
 def start(runner: jobs.JobRunner, store: ModelStore, settings: Settings, algorithm: Any, preset: Any, base: Any,

@@ -8,7 +8,6 @@ judgements exported on other machines.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from core import paths
@@ -38,12 +37,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.files:
         raise ValueError("merge: name the exported vote files to add")
     for file in args.files:
-        records = []
-        for line in Path(file).read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                records.append(None)  # counted as skipped
-        added, skipped = votes.merge_votes(path, records)
+        added, skipped = votes.merge_file(path, file)
         print(f"{file}: {added} votes added to {path}, {skipped} skipped (already there, or not a vote)")
     return 0

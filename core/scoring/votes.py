@@ -65,20 +65,23 @@ def append_votes(path: str | Path, votes: Iterable[dict]) -> None:
             os.close(descriptor)
 
 
+def _records(text: str) -> list[Any]:
+    """Each line's JSON value; None where a line is not JSON (cut short by a crash, or anything else)."""
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            records.append(None)
+    return records
+
+
 def read_votes(path: str | Path) -> list[dict]:
     """Every well-formed vote in the file (a line cut short by a crash, or anything else, is skipped)."""
     path = Path(path)
     if not path.is_file():
         return []
-    votes = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if is_vote(record):
-            votes.append(record)
-    return votes
+    return [r for r in _records(path.read_text(encoding="utf-8", errors="replace")) if is_vote(r)]
 
 
 def merge_votes(path: str | Path, incoming: Iterable[dict]) -> tuple[int, int]:
@@ -94,6 +97,11 @@ def merge_votes(path: str | Path, incoming: Iterable[dict]) -> tuple[int, int]:
             skipped += 1
     append_votes(path, new)
     return len(new), skipped
+
+
+def merge_file(path: str | Path, exported: str | Path) -> tuple[int, int]:
+    """`merge_votes` for an exported file; a line that is not JSON counts as skipped."""
+    return merge_votes(path, _records(Path(exported).read_text(encoding="utf-8")))
 
 
 def players(votes: Sequence[dict]) -> list[tuple[str, str]]:
