@@ -25,7 +25,7 @@ from core.models import base, seq2seq
 from core.models.generator import (BASE_ROW, Context, Decoding, adapter_base, context_length, generate, is_adapter,
                                    load_base_model, load_generator, response_logprobs, using_adapter)
 from core.models.streaming import TokenQueue, stream_generation
-from core.safety.checkpoints import CHECKSUMS, check_checkpoint_dir, safe_path
+from core.safe_files import CHECKSUMS, check_checkpoint_dir, safe_path
 from core.text import SYSTEM_PROMPT, collate, encode, load_tokenizer
 
 CARD_FILE = "model_card.json"

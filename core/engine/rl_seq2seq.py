@@ -38,7 +38,7 @@ from core.models.generator import Context, Decoding
 from core.models.seq2seq import (EMOTION_DIR, Pair, Seq2Seq, Seq2SeqArch, build_seq2seq, collate_pairs,
                                  context_emotions, encode_pairs, generate, label_classes, target_logprobs)
 from core.registry import ModelCard
-from core.safety.checkpoints import write_checksums
+from core.safe_files import write_checksums
 from core.text import VOCAB_SIZE, load_tokenizer, train_tokenizer
 
 ALGORITHM = "rl_seq2seq"

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from core import paths
 from core.atomic import write_directory
-from core.safety.checkpoints import CHECKSUMS, sha256_file, write_checksums
+from core.safe_files import CHECKSUMS, sha256_file, write_checksums
 
 BASE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what adapter configs and model cards name
 ALIASES = ("smollm2", BASE_NAME)

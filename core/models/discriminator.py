@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from core.models.emotion import EmotionClassifier
 from core.models.encoder import CONFIG_FILE, MINILM, EncoderConfig, EncoderModel, TextEncoder
-from core.safety.checkpoints import write_checksums
+from core.safe_files import write_checksums
 
 Context = tuple[Sequence[str], str]  # (history, prompt)
 MODES = ("binary", "contrastive")

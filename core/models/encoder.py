@@ -28,7 +28,7 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTra
 from core import paths
 from core.config import from_dict
 from core.models.storage import stored
-from core.safety.checkpoints import write_checksums
+from core.safe_files import write_checksums
 
 MINILM = "minilm"
 SCRATCH = "scratch"

@@ -4,7 +4,7 @@
     directory = check_checkpoint_dir(path_from_the_ui, allowed_roots)
 """
 
-from core.safety.checkpoints import CheckpointError, check_checkpoint_dir, safe_path, write_checksums
+from core.safe_files import CheckpointError, check_checkpoint_dir, safe_path, write_checksums
 from core.safety.crisis import CRISIS_REPLY, CrisisAssessment, assess
 from core.safety.guard import (NOTICE, GuardResult, SafeReply, guard, guard_counts, reset_guard_counts, safe_reply,
                                safe_stream)

@@ -29,7 +29,7 @@ from torch import nn
 
 from core import paths
 from core.models.encoder import MINILM, EncoderConfig, EncoderModel, TextEncoder
-from core.safety.checkpoints import check_checkpoint_dir
+from core.safe_files import check_checkpoint_dir
 from core.safety.crisis import CONTEXT_TURNS, CRISIS_REPLY, CrisisAssessment, assess_rules, normalise
 from core.safety.phrasings import LABELS, NONE
 
