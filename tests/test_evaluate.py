@@ -12,7 +12,7 @@ from core.__main__ import main
 from core.models.generator import Decoding, GeneratorConfig, build_generator
 from core.registry import ModelCard, Responder, ResponseScore, load_responder
 from core.scoring.evaluate import EXPERT, GENERATIONS, EvalConfig, evaluate, resolve_models
-from core.scoring.metrics import bucket_of
+from core.data import bucket
 from core.scoring.report import write_report
 from core.text import encode, train_tokenizer
 
@@ -32,7 +32,7 @@ def trajectories() -> datasets.DatasetDict:
     for n, (source, emotion, utterances) in enumerate(DIALOGUES):
         for turn, start in enumerate(range(0, len(utterances) - 1, 2)):
             rows.append({"source": source, "split": "test", "conv_id": f"c{n}", "turn": turn,
-                         "bucket": bucket_of(turn), "history": utterances[:start],
+                         "bucket": bucket(turn), "history": utterances[:start],
                          "history_speakers": ["speaker", "listener"] * (start // 2),
                          "prompt_speaker": "speaker", "response_speaker": "listener",
                          "prompt": utterances[start], "response": utterances[start + 1],

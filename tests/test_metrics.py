@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from core.data import bucket
 from core.scoring import metrics
 from core.scoring.embedding import EncoderUnavailable, SentenceEncoder, default_encoder_path
 
@@ -82,9 +83,9 @@ def test_mean_std_over_seeds():
 
 
 def test_buckets():
-    assert [metrics.bucket_of(t) for t in (0, 1, 2, 7)] == ["1", "2", "3+", "3+"]
+    assert [bucket(t) for t in (0, 1, 2, 7)] == ["1", "2", "3+", "3+"]
     with pytest.raises(ValueError):
-        metrics.bucket_of(-1)
+        bucket(-1)
     assert metrics.bucket_indices(["1", "3+", "1"]) == {"1": [0, 2], "3+": [1], "all": [0, 1, 2]}
     with pytest.raises(ValueError, match="unknown turn bucket"):
         metrics.bucket_indices(["1", "4"])

@@ -14,7 +14,7 @@ import zipfile
 from itertools import zip_longest
 from pathlib import Path
 
-from core.data import Conversation, ReadReport, Utterance, badly_encoded, open_text, require_file
+from core.data.records import Conversation, ReadReport, Utterance, badly_encoded, open_text, require_file
 
 SOURCE = "dailydialog"
 FOLDER = "dailydialog"

@@ -19,7 +19,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from core.data import Conversation, ReadReport, Utterance, badly_encoded, open_text, require_file
+from core.data.records import Conversation, ReadReport, Utterance, badly_encoded, open_text, require_file
 
 SOURCE = "empatheticdialogues"
 FOLDER = "empatheticdialogues"

@@ -8,7 +8,7 @@ import time
 import datasets
 import pandas as pd
 
-from core.data import Conversation, ReadReport
+from core.data.records import Conversation, ReadReport
 from core.data.trajectories import DataConfig, read_conversations, to_dataset_dict
 
 # Section 4.2 of the method paper.

@@ -21,7 +21,8 @@ import datasets
 import pyarrow as pa
 
 from core import paths
-from core.data import SPLITS, Conversation, ReadReport, dailydialog, empathetic, uplifting
+from core.data import dailydialog, empathetic, uplifting
+from core.data.records import SPLITS, Conversation, ReadReport, bucket
 from core.data.dailydialog import DD_EMOTIONS
 from core.data.empathetic import ED_EMOTIONS
 
@@ -135,10 +136,6 @@ def turn_starts(speakers: Sequence[str], overlapping: bool = False) -> list[int]
         else:
             i += 1
     return starts
-
-
-def bucket(turn: int) -> str:
-    return "1" if turn == 0 else "2" if turn == 1 else "3+"
 
 
 def conversation_trajectories(conversation: Conversation, overlapping: bool = False) -> list[dict]:

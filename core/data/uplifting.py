@@ -12,7 +12,7 @@ import csv
 import json
 from pathlib import Path
 
-from core.data import Conversation, ReadReport, Utterance, badly_encoded, open_text, require_file
+from core.data.records import Conversation, ReadReport, Utterance, badly_encoded, open_text, require_file
 
 FOLDER = "uplifting_texts"
 QUOTES_FILE = "quotes_merged.jsonl"

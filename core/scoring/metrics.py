@@ -13,7 +13,8 @@ import numpy as np
 from sacrebleu.metrics import BLEU
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
-BUCKETS = ("1", "2", "3+")  # turn 0 (no history), turn 1, turn >= 2: the method's 1-, 2- and 3+-turn conversations
+from core.data.records import BUCKETS
+
 ALL = "all"
 BLEU_TOKENIZE = "13a"  # sacrebleu's default (the WMT standard): splits punctuation off words, keeps case
 
@@ -111,13 +112,6 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if kept.size == 0:
         return math.nan, math.nan
     return float(kept.mean()), float(kept.std(ddof=1)) if kept.size > 1 else 0.0
-
-
-def bucket_of(turn: int) -> str:
-    """The turn bucket of a 0-based turn index."""
-    if turn < 0:
-        raise ValueError(f"turn must be >= 0, got {turn}")
-    return BUCKETS[min(turn, 2)]
 
 
 def bucket_indices(buckets: Sequence[str]) -> dict[str, list[int]]:

@@ -17,7 +17,8 @@ import pandas as pd  # noqa: E402
 
 from core.scoring.compare import bar_json, bar_markdown, pairs, quality_bar  # noqa: E402
 from core.scoring.evaluate import EXPERT, METRICS, SEED_FREE, EvalResults  # noqa: E402
-from core.scoring.metrics import ALL, BUCKETS  # noqa: E402
+from core.data.records import BUCKETS  # noqa: E402
+from core.scoring.metrics import ALL  # noqa: E402
 
 COLUMNS = {"1": "1 Turn", "2": "2 Turn", "3+": "3+ Turn", ALL: "All"}
 ARROWS = {"higher": " ↑", "lower": " ↓", "": ""}
