@@ -30,7 +30,8 @@ import torch
 from core import paths
 from core.models import base
 from core.models.generator import Decoding, is_adapter, serving_dtype
-from core.registry import Responder, list_models, load_responder, stream_together
+from core.models.card import list_models
+from core.registry import Responder, load_responder, stream_together
 from core.scoring.metrics import perplexity
 
 # The method's Table 3 prompts: what a person types first in the demo.

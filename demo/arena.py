@@ -22,7 +22,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core.registry import model_version, stream_together
+from core.models.card import model_version
+from core.registry import stream_together
 from core.safety import safe_stream
 from core.scoring import votes
 from core.scoring.evaluate import read_generations

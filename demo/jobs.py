@@ -108,7 +108,7 @@ def tidy(runs_dir: Path, models_dir: Path, keep: int) -> list[str]:
     (its exported model holds what it learned; its metrics, events and log stay), and only the newest `keep` models
     trained here stay, with their run folders. Returns the names of the models removed."""
     from core.engine.checkpoint import CHECKPOINT_PATTERN
-    from core.registry import CARD_FILE
+    from core.models.card import CARD_FILE
 
     for run in (p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else ():
         for checkpoint in run.iterdir():

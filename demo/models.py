@@ -16,7 +16,8 @@ import torch
 from core.models.discriminator import Discriminator
 from core.models.emotion import EmotionClassifier
 from core.models.generator import is_adapter, serving_dtype
-from core.registry import RESPONDERS, ModelCard, Responder, list_models, load_responder
+from core.models.card import ModelCard, list_models
+from core.registry import RESPONDERS, Responder, load_responder
 from core.safety import check_checkpoint_dir
 from core.serving import ReplyBatcher
 from demo.settings import Settings

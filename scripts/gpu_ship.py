@@ -277,7 +277,7 @@ def _merge(source: Path, target: Path) -> None:
 
 def summary(placed: list[Path]) -> str:
     """One line per model that came back: steps, how it ended, wall time, hardware; checksums checked."""
-    from core.registry import CARD_FILE, ModelCard
+    from core.models.card import CARD_FILE, ModelCard
     from core.safe_files import check_checkpoint_dir
 
     lines = []

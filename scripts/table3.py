@@ -12,7 +12,8 @@ if __package__ in (None, ""):  # run as a file: the repository root holds core/
 
 from core import paths  # noqa: E402
 from core.models.generator import Decoding  # noqa: E402
-from core.registry import list_models, load_responder  # noqa: E402
+from core.models.card import list_models
+from core.registry import load_responder  # noqa: E402
 from core.serve_bench import PROMPTS  # noqa: E402
 
 

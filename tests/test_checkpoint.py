@@ -15,7 +15,8 @@ from core.engine.callbacks import (CallbackList, MetricsLogger, NonFiniteLossErr
 from core.engine.checkpoint import (CheckpointError, export_model, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
 from core.engine.runtime import seed_everything
-from core.registry import ModelCard, load_responder
+from core.models.card import ModelCard
+from core.registry import load_responder
 from engine_fixtures import tiny_generator, toy_tokenizer
 
 

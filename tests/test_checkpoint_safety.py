@@ -12,7 +12,8 @@ from core.engine.checkpoint import export_model
 from core.models.discriminator import Discriminator, DiscriminatorConfig
 from core.models.emotion import EmotionClassifier, EmotionConfig
 from core.models.encoder import EncoderConfig
-from core.registry import ModelCard, load_responder
+from core.models.card import ModelCard
+from core.registry import load_responder
 from core.safety import CheckpointError, check_checkpoint_dir
 from engine_fixtures import tiny_generator, toy_tokenizer
 

@@ -308,7 +308,7 @@ def test_training_request_without_data_is_refused(store, settings):
 
 
 def test_mle_starts_fresh_adapters_on_the_zero_shot_base_and_refuses_an_adapter(settings, tmp_path):
-    from core.registry import ModelCard
+    from core.models.card import ModelCard
 
     zero_shot = tmp_path / "base-card"
     zero_shot.mkdir()
@@ -346,7 +346,7 @@ def test_progress_says_what_a_run_does_before_its_first_step():
 
 @pytest.fixture
 def with_data(world, tmp_path, monkeypatch):
-    from tests.fixtures_data import write_data_dir
+    from demo.tiny_world import write_data_dir
 
     monkeypatch.setenv("EMPATHYGAIL_CACHE", str(tmp_path / "cache"))
     return Settings(checkpoints_dir=world["checkpoints"], results_dir=world["results"], work_dir=tmp_path / "work",
@@ -404,7 +404,7 @@ def test_a_tiny_mle_run_finishes_and_its_model_can_chat(with_data):
 
 def test_the_base_is_prepared_at_start_only_when_a_model_needs_it(settings, tmp_path, monkeypatch):
     from core.models import base
-    from core.registry import ModelCard
+    from core.models.card import ModelCard
 
     calls = []
 

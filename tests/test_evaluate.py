@@ -10,7 +10,8 @@ import torch
 import core.scoring.evaluate as evaluate_module
 from core.__main__ import main
 from core.models.generator import Decoding, GeneratorConfig, build_generator
-from core.registry import ModelCard, Responder, ResponseScore, load_responder
+from core.models.card import ModelCard
+from core.registry import Responder, ResponseScore, load_responder
 from core.scoring.evaluate import EXPERT, GENERATIONS, EvalConfig, evaluate, resolve_models
 from core.data import bucket
 from core.scoring.report import write_report

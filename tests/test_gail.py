@@ -22,7 +22,8 @@ from core.models.emotion import EmotionClassifier, EmotionConfig
 from core.models.encoder import EncoderConfig
 from core.models.generator import Decoding, generate, load_generator, response_logprobs
 from core.paths import REPO_ROOT
-from core.registry import ModelCard, load_responder
+from core.models.card import ModelCard
+from core.registry import load_responder
 from core.text import collate, encode_batch, load_tokenizer
 from engine_fixtures import EXCHANGES, tiny_generator, toy_tokenizer
 

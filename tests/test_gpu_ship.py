@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from core.engine.checkpoint import export_model
-from core.registry import ModelCard, load_responder
+from core.models.card import ModelCard
+from core.registry import load_responder
 from engine_fixtures import tiny_generator, toy_tokenizer
 from scripts import gpu_ship
 
@@ -178,7 +179,7 @@ def test_the_shipped_size_fits_the_checkpoint_budget(tmp_path):
 def test_stage_packs_the_data_the_readers_read_and_refuses_a_tree_too_big_to_travel(tmp_path, monkeypatch):
     import tarfile
 
-    from fixtures_data import write_data_dir
+    from demo.tiny_world import write_data_dir
 
     data = write_data_dir(tmp_path / "data")
     repo = tmp_path / "repo"

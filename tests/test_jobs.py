@@ -20,9 +20,10 @@ from core.engine.callbacks import STOP_REQUESTED, CallbackList, MetricsLogger, S
 from core.engine.recipes import build_config
 from core.models.generator import build_generator
 from core.paths import REPO_ROOT
-from core.registry import ModelCard, load_responder
+from core.models.card import ModelCard
+from core.registry import load_responder
 from demo import jobs
-from tests.demo_fixtures import TINY, tokenizer
+from demo.tiny_world import TINY, tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from tests.fixtures_data import write_data_dir
+    from demo.tiny_world import write_data_dir
 
     return write_data_dir(tmp_path_factory.mktemp("data"))
 
@@ -218,7 +219,7 @@ def test_the_run_does_not_outlive_the_app(base, data, tmp_path, how):
 def test_after_a_run_only_the_newest_models_trained_here_stay_and_no_checkpoint(tmp_path):
     import os
 
-    from core.registry import ModelCard
+    from core.models.card import ModelCard
     from demo.jobs import tidy
 
     runs, models = tmp_path / "runs", tmp_path / "models"

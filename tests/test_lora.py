@@ -15,7 +15,8 @@ from core.models.discriminator import DiscriminatorConfig
 from core.models.encoder import EncoderConfig
 from core.models.generator import (Decoding, GeneratorConfig, LoraSettings, build_generator, generate, load_generator,
                                    response_logprobs, using_adapter)
-from core.registry import ModelCard, load_responder, write_base_card
+from core.models.card import ModelCard, write_base_card
+from core.registry import load_responder
 from core.text import SYSTEM_PROMPT, collate, encode, encode_batch, load_tokenizer
 from engine_fixtures import EXCHANGES, tiny_llama_base, toy_chat_tokenizer, toy_trajectories
 

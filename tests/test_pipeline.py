@@ -7,8 +7,9 @@ import yaml
 
 from core.engine.pipeline import STAGES, is_done, run_pipeline
 from core.engine.recipes import PRESETS_DIR
-from core.registry import list_models, load_responder
-from tests.fixtures_data import write_data_dir
+from core.models.card import list_models
+from core.registry import load_responder
+from demo.tiny_world import write_data_dir
 
 
 @pytest.fixture

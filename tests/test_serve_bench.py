@@ -3,7 +3,7 @@ import json
 import pytest
 
 from core import serve_bench
-from core.registry import ModelCard
+from core.models.card import ModelCard
 from tests.engine_fixtures import tiny_generator, toy_tokenizer
 
 

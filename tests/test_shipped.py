@@ -13,7 +13,8 @@ from core import paths
 from core.models import base
 from core.models.emotion import EmotionClassifier
 from core.models.generator import Decoding, is_adapter
-from core.registry import list_models, load_responder
+from core.models.card import list_models
+from core.registry import load_responder
 
 SHIPPED = paths.REPO_ROOT / "checkpoints"
 CARDS = list_models(SHIPPED)

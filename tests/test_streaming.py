@@ -12,7 +12,8 @@ from core.cli.chat import show_streamed
 from core.engine.checkpoint import export_model
 from core.models.generator import Decoding, GeneratorConfig, LoraSettings, build_generator
 from core.models.streaming import stream_generation
-from core.registry import MODEL_LOCK, CausalLMResponder, ModelCard, load_responder, stream_together, write_base_card
+from core.models.card import ModelCard, write_base_card
+from core.registry import MODEL_LOCK, CausalLMResponder, load_responder, stream_together
 from core.safety import CRISIS_REPLY, safe_stream
 from core.safety.guard import HOLD_BACK_WORDS, IDENTITY_FALLBACK
 from core.serving import ReplyBatcher

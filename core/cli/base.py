@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"base {base.BASE_NAME} ready in {folder} ({converted:.1f} s); loads in {time.time() - started:.1f} s"
           + (f"; GGUF sha256 {info['gguf_sha256']}" if info else ""))
     if args.card:
-        from core.registry import write_base_card
+        from core.models.card import write_base_card
 
         print(f"zero-shot card written to {write_base_card(args.card)}")
     return 0

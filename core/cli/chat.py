@@ -22,7 +22,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.models.generator import Decoding
-    from core.registry import find_model, load_responder
+    from core.models.card import find_model
+    from core.registry import load_responder
     from core.safety import NOTICE
 
     responder = load_responder(find_model(args.model, paths.checkpoints_dir(args.checkpoints_dir)))

@@ -34,7 +34,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.atomic import write_directory
 from core.models.storage import stored, weight_dtype
-from core.registry import ModelCard
+from core.models.card import ModelCard
 from core.safe_files import write_checksums
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d{8,})$")

@@ -49,7 +49,7 @@ from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_pr
 from core.models import base
 from core.models.generator import (Decoding, adapter_base, context_length, is_adapter, load_generator,
                                    using_adapter)
-from core.registry import ModelCard
+from core.models.card import ModelCard
 from core.text import load_tokenizer
 
 DISCRIMINATOR_DIR = "discriminator"

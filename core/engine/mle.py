@@ -39,7 +39,7 @@ from core.engine.runtime import (any_process, create_accelerator, hardware_name,
 from core.engine.schedule import BudgetFit, LinearSchedule
 from core.models import base
 from core.models.generator import GeneratorConfig, build_generator, context_length, response_logprobs
-from core.registry import ModelCard
+from core.models.card import ModelCard
 from core.text import Encoded, collate, encode_batch, load_tokenizer, text_ids
 
 

@@ -20,7 +20,7 @@ from core import paths
 from core.config import from_dict
 from core.engine.recipes import build_config, preset_path, read_yaml, recipe
 from core.models import base
-from core.registry import CARD_FILE, ModelCard
+from core.models.card import CARD_FILE, ModelCard
 from core.text import VOCAB_SIZE
 
 TRAINING = ("pretrain", "mle", "emotion", "rl_seq2seq", "textgail", "empathygail")
@@ -96,7 +96,7 @@ def _unneeded(stage: str, configs: dict[str, Any], outputs: dict[str, Path]) -> 
 
 
 def _base(settings: PipelineConfig, log) -> Path:
-    from core.registry import write_base_card
+    from core.models.card import write_base_card
 
     folder = base.ensure_base()
     card = Path(settings.base_card)

@@ -37,7 +37,7 @@ from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_pr
 from core.models.generator import Context, Decoding
 from core.models.seq2seq import (EMOTION_DIR, Pair, Seq2Seq, Seq2SeqArch, build_seq2seq, collate_pairs,
                                  context_emotions, encode_pairs, generate, label_classes, target_logprobs)
-from core.registry import ModelCard
+from core.models.card import ModelCard
 from core.safe_files import write_checksums
 from core.text import VOCAB_SIZE, load_tokenizer, train_tokenizer
 

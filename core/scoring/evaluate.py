@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from core import paths
 from core.models.generator import Context, Decoding
-from core.registry import CARD_FILE, ModelCard, list_models, load_responder
+from core.models.card import CARD_FILE, ModelCard, list_models
+from core.registry import load_responder
 from core.scoring import metrics
 from core.scoring.embedding import EncoderUnavailable, SentenceEncoder, load_encoder, pairwise_cosine
 
