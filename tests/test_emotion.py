@@ -8,8 +8,8 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from core.engine.callbacks import read_metrics
-from core.models.emotion import (EmotionClassifier, EmotionConfig, EmotionTrainConfig, emotion_fit, labelled_texts,
-                                 reply_emotion_prior, train_emotion)
+from core.engine.emotion import EmotionTrainConfig, labelled_texts, train_emotion
+from core.models.emotion import EmotionClassifier, EmotionConfig, emotion_fit, reply_emotion_prior
 from core.models.encoder import EncoderConfig
 from engine_fixtures import toy_tokenizer
 

@@ -19,7 +19,7 @@ PRESETS_DIR = CONFIGS_DIR / "presets"
 RECIPES: dict[str, tuple[str, str, str]] = {
     "pretrain": ("core.engine.mle", "MLEConfig", "train_pretrain"),
     "mle": ("core.engine.mle", "MLEConfig", "train_mle"),
-    "emotion": ("core.models.emotion", "EmotionTrainConfig", "train_emotion"),
+    "emotion": ("core.engine.emotion", "EmotionTrainConfig", "train_emotion"),
     "rl_seq2seq": ("core.engine.rl_seq2seq", "RLSeq2SeqConfig", "train_rl_seq2seq"),
     "textgail": ("core.engine.gail", "GAILConfig", "train_gail"),
     "empathygail": ("core.engine.gail", "GAILConfig", "train_gail"),
