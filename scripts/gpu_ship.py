@@ -126,7 +126,7 @@ def ship(preset: str, deadline_s: float, out: Path, allow_cpu: bool = False) -> 
     """Train every stage, evaluate, pack; returns 0 when everything finished in time."""
     import torch
 
-    from core.engine.pipeline import STAGES
+    from core.pipeline import STAGES
 
     if not allow_cpu and not torch.cuda.is_available():  # minutes of device time would go to a CPU run
         raise SystemExit("no GPU visible (torch.cuda.is_available() is False): stopping before training; "
@@ -196,7 +196,7 @@ def _written_since(path: Path, since: float) -> bool:
 
 def shipped_paths(preset: str) -> list[Path]:
     """The preset's model directories, its results folder and its runs' metrics and events (not checkpoints)."""
-    from core.engine.pipeline import TRAINING as MODELS, pipeline_config
+    from core.pipeline import TRAINING as MODELS, pipeline_config
     from core.engine.recipes import build_config
 
     configs = [build_config(name, preset=preset) for name in MODELS]

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from core.engine.pipeline import STAGES, is_done, run_pipeline
+from core.pipeline import STAGES, is_done, run_pipeline
 from core.engine.recipes import PRESETS_DIR
 from core.models.card import list_models
 from core.registry import load_responder
@@ -64,7 +64,7 @@ def test_train_all_runs_every_stage_then_resumes(micro_preset, tmp_path):
 def test_the_stages_a_start_model_needs(tmp_path):
     """MLE on the pretrained base needs neither the from-scratch tokenizer nor pretraining; MLE on the from-scratch
     GPT-2 needs both and no base."""
-    from core.engine.pipeline import _unneeded
+    from core.pipeline import _unneeded
     from core.engine.recipes import build_config
 
     def configs(start: str, lora: str):

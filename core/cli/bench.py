@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _speed(args: argparse.Namespace, sections: list[str]) -> int:
     from core import bench
-    from core.engine.pipeline import pipeline_config
+    from core.pipeline import pipeline_config
     from core.engine.recipes import build_config
 
     options = BenchOptions(**{f.name: getattr(args, f.name) for f in fields(BenchOptions)})

@@ -30,6 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.data import DataConfig
     from core.engine.mle import training_texts
     from core.text import VOCAB_SIZE, load_tokenizer, train_tokenizer
 
@@ -42,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"cannot load tokenizer {args.source!r}: {error}") from error
         what = f"from {args.source}"
     else:
-        texts = training_texts(args.data_dir, args.sources, args.cache_dir)
+        given = {"data_dir": args.data_dir, "cache_dir": args.cache_dir,
+                 "sources": tuple(args.sources.split(",")) if args.sources else None}
+        texts = training_texts(DataConfig(**{k: v for k, v in given.items() if v}))
         args.vocab_size = args.vocab_size or VOCAB_SIZE
         if args.vocab_size < 300:
             raise ValueError(f"--vocab-size {args.vocab_size} is too small: byte-level BPE needs 256 byte tokens "

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from core.engine.checkpoint import CheckpointError
 
     if args.recipe == "all":
-        from core.engine.pipeline import STAGES, run_pipeline
+        from core.pipeline import STAGES, run_pipeline
 
         if options.config or options.run_dir:
             raise ValueError("train all takes --preset and key=value overrides; --config and --run-dir are per recipe")

@@ -29,7 +29,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from core.config import load_config, to_dict
+from core.config import to_dict
 from core.data import DataConfig, load_trajectories, seeded_subset
 from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, TimeBudget,
                                    check_finite, ended, time_budget)
@@ -95,10 +95,9 @@ def documents(split: datasets.Dataset) -> list[list[str]]:
     return [utterances for _, utterances in latest.values()]
 
 
-def training_texts(data_dir: str | None = None, sources: str | None = None, cache_dir: str | None = None) -> list[str]:
+def training_texts(data: DataConfig) -> list[str]:
     """Every utterance of the training split, once per conversation (quotes, reframes included)."""
-    overrides = [f"{k}={v}" for k, v in (("data_dir", data_dir), ("sources", sources), ("cache_dir", cache_dir)) if v]
-    train = load_trajectories(load_config(DataConfig, None, overrides))["train"]
+    train = load_trajectories(data)["train"]
     return [utterance for doc in documents(train) for utterance in doc]
 
 

@@ -121,8 +121,7 @@ def _tokenizer(pretrain_config, settings: PipelineConfig, log) -> Path:
     if (out / "tokenizer.json").is_file():
         log(f"[tokenizer] done already: {out}")
         return out
-    data = pretrain_config.data
-    texts = training_texts(data.data_dir, ",".join(data.sources), data.cache_dir)
+    texts = training_texts(pretrain_config.data)
     train_tokenizer(texts, vocab_size=settings.vocab_size).save_pretrained(out)
     log(f"[tokenizer] {settings.vocab_size} tokens trained on {len(texts):,} utterances -> {out}")
     return out
