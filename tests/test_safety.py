@@ -1,6 +1,7 @@
 import json
 import os
 import pickle
+import re
 import threading
 import time
 
@@ -11,6 +12,7 @@ from safetensors.numpy import save_file
 from core import safety_bench
 from core.safety import (CRISIS_REPLY, NOTICE, CheckpointError, assess, check_checkpoint_dir, guard, guard_counts,
                          reset_guard_counts, safe_path, safe_reply, write_checksums)
+from core.safety import crisis_rules
 from core.safety.crisis import assess_rules
 from core.safety.guard import FALLBACK, IDENTITY_FALLBACK
 
@@ -100,6 +102,29 @@ def test_odd_inputs_are_assessed_without_error_and_quickly():
     start = time.perf_counter()
     assert assess(huge).is_crisis
     assert time.perf_counter() - start < 5
+
+
+def test_the_rule_table_is_read_from_its_data_file_and_a_bad_rule_is_named(tmp_path):
+    fragments, rules = crisis_rules.load_rules()
+    assert len(rules) >= 140 and {rule.category for rule in rules} == set(crisis_rules.CATEGORIES)
+    assert len({(rule.category, rule.name) for rule in rules}) == len(rules)
+    assert crisis_rules.DRUGS == fragments["DRUGS"]
+    assert not [rule.name for rule in rules if re.search(r"\{[A-Z]", rule.pattern.pattern)]  # every {NAME} filled
+    bad = tmp_path / "rules.toml"
+    bad.write_text("[fragments]\nX = '(?:a|b)'\n\n[[rule]]\ncategory = 'suicide'\nname = 'broken'\n"
+                   "pattern = ['\\b{X} (?:', 'c']\n")
+    with pytest.raises(ValueError, match="broken"):
+        crisis_rules.load_rules(bad)
+    bad.write_text("[[rule]]\ncategory = 'suicide'\nname = 'unknown'\npattern = '{MISSING}'\n")
+    with pytest.raises(ValueError, match="no fragment MISSING"):
+        crisis_rules.load_rules(bad)
+
+
+def test_the_safety_package_uses_no_private_module_of_re():
+    import pathlib
+
+    sources = pathlib.Path(crisis_rules.__file__).parent.glob("*.py")
+    assert [path.name for path in sources if "re._" in path.read_text() or "sre_" in path.read_text()] == []
 
 
 def test_crisis_reply_points_to_help_and_does_not_pose_as_a_person():

@@ -15,7 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
-from core.safety.crisis import CRISIS_REPLY, RuleTable, assess, assess_rules, normalise, phrase
+from core.safety.crisis import CRISIS_REPLY, RuleTable, assess, assess_rules, normalise
+from core.safety.crisis_rules import DRUGS, phrase
 
 NOTICE = (
     "EmpathyGAIL is an AI research demo: its replies are written by a small language model trained on public "
@@ -55,7 +56,6 @@ _SLUR_HASHES = frozenset({
 })
 
 _SELF_HARM = r"(?:kill|hurt|harm|cut|burn|hang|shoot|stab|drown|poison|starve|unalive|off|punch|hit)"
-_DRUGS = r"(?:pills|meds|medication|medicine|tablets|antidepressants|painkillers|sleeping pills|insulin)"
 # Same matching as crisis recognition (normalised text, negation and hypotheticals set aside: "be careful not to
 # hurt yourself" is fine advice), with the reply's own rules.
 _RULES = RuleTable((
@@ -82,8 +82,8 @@ _RULES = RuleTable((
                                        r"^(?:just |go )?(?:kill|hurt|hit|punch|stab|shoot|poison|strangle) (?:him|her|"
                                        r"them)\b",
            unless=r"\bwith kindness\b|\bhit (?:him|her|them) up\b"),
-    phrase(HARM_ADVICE, "dangerous_advice", rf"\b(?:stop|quit) taking your {_DRUGS}\b|\btake (?:all|more|extra|"
-                                            rf"a bunch) (?:of )?(?:your )?{_DRUGS}\b|\bdrink (?:some )?(?:bleach|"
+    phrase(HARM_ADVICE, "dangerous_advice", rf"\b(?:stop|quit) taking your {DRUGS}\b|\btake (?:all|more|extra|"
+                                            rf"a bunch) (?:of )?(?:your )?{DRUGS}\b|\bdrink (?:some )?(?:bleach|"
                                             rf"antifreeze)\b|\bdrink until you (?:pass out|black out)\b|"
                                             rf"\bstarve yourself\b"),
     # The model must not pass for a person or a clinician; saying what it is not is fine ("i am not a therapist").
