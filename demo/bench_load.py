@@ -2,13 +2,13 @@
 
     python -m demo.bench_load [--clients 16 --requests 8 --with-training] [--checkpoints-dir DIR --data-dir DIR]
 
-Starts `python app.py` on a free localhost port (its own process, as it is served) with the tiny models of
-tests/demo_fixtures.py and a tiny data set (or the models in --checkpoints-dir and the data in --data-dir), optionally
-starts a short MLE run through the /train endpoint, and drives /respond with `--clients` concurrent gradio_client
-clients, `--requests` chat turns each. Prints requests, answers, errors, dropped requests, p50/p95 latency, and
-whether the training run finished unaffected: all its steps logged, its model exported complete, its time and final
-weights against the same run without load. Everything is bounded in count and time, and the app is stopped at the
-end. Exit status 0 when nothing failed, nothing was dropped and the training run finished complete.
+Starts `python app.py` on a free localhost port (its own process, as it is served: demo/app_process.py) with the
+tiny models and data of demo/tiny_world.py (or the models in --checkpoints-dir and the data in --data-dir),
+optionally starts a short MLE run through the /train endpoint, and drives /respond with `--clients` concurrent
+gradio_client clients, `--requests` chat turns each. Prints requests, answers, errors, dropped requests, p50/p95
+latency, and whether the training run finished unaffected: all its steps logged, its model exported complete, its
+time and final weights against the same run without load. Everything is bounded in count and time, and the app is
+stopped at the end. Exit status 0 when nothing failed, nothing was dropped and the training run finished complete.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import os
 import re
 import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -27,8 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core import paths
-from core.registry import list_models
+from core.models.card import list_models
+from core.serve_bench import percentile
+from demo.app_process import App, client
 from demo.settings import Settings
+from demo.tiny_world import build_world, write_data_dir
 
 PROMPTS = [
     "I lost my job today.", "My dog died last week.", "I passed my exam!", "I got a new puppy.",
@@ -88,93 +91,6 @@ class Report:
     @property
     def passed(self) -> bool:
         return not self.errors and not self.dropped and (self.training is None or self.training.finished)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile by linear interpolation between order statistics (numpy's default)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-# --- the app under test ------------------------------------------------------------------------------------
-
-
-def tiny_world(root: Path) -> tuple[Path, Path]:
-    """(checkpoints dir, data dir): the app tests' tiny models and a tiny data set in every raw format."""
-    try:
-        from tests.demo_fixtures import build_world
-        from tests.fixtures_data import write_data_dir
-    except ModuleNotFoundError as error:
-        raise SystemExit(f"the tiny models come from tests/demo_fixtures.py, which is not here ({error}); pass "
-                         "--checkpoints-dir (and --data-dir for --with-training)") from error
-    world = build_world(root)
-    return world["checkpoints"], write_data_dir(root / "data")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class App:
-    """`python app.py` in its own process on a localhost port; stopped on exit."""
-
-    def __init__(self, checkpoints: Path, data: Path, work: Path, env: dict[str, str], start_timeout: float,
-                 max_batch: int):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log = work / "app.log"
-        work.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, str(paths.REPO_ROOT / "app.py"), "--checkpoints-dir", str(checkpoints),
-                   "--data-dir", str(data), "--results-dir", str(work / "results"), "--work-dir", str(work),
-                   "--host", "127.0.0.1", "--port", str(self.port), "--training", "--max-batch", str(max_batch)]
-        self._log_file = self.log.open("w")
-        self.process = subprocess.Popen(command, cwd=paths.REPO_ROOT, env=env, stdout=self._log_file,
-                                        stderr=subprocess.STDOUT)
-        self._wait(start_timeout)
-
-    def _wait(self, timeout: float) -> None:
-        import urllib.request
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.process.returncode} while starting; see {self.log}:\n"
-                                   + self.log.read_text()[-2000:])
-            try:
-                with urllib.request.urlopen(self.url + "config", timeout=5):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the app did not answer on {self.url} within {timeout:.0f} s; see {self.log}")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(20)
-        self._log_file.close()
-
-
-def client(url: str):
-    from gradio_client import Client
-
-    return Client(url, verbose=False, download_files=False, analytics_enabled=False)
 
 
 # --- chat load ---------------------------------------------------------------------------------------------
@@ -305,7 +221,7 @@ def run(args: argparse.Namespace, root: Path) -> Report:
         checkpoints, data = Path(args.checkpoints_dir), paths.data_dir(args.data_dir)
     else:
         print(f"building the tiny models and data in {root} ...", flush=True)
-        checkpoints, data = tiny_world(root)
+        checkpoints, data = build_world(root)["checkpoints"], write_data_dir(root / "data")
         env[paths.CACHE_ENV] = str(root / "cache")  # the tiny data's trajectories stay out of the shared cache
     cards = list_models(checkpoints)
     models = [args.model] if args.model else [c.name for c in cards]
@@ -354,7 +270,8 @@ def run(args: argparse.Namespace, root: Path) -> Report:
     report.answered = len(latencies)
     report.errors = sum(bool(o.error) for o in outcomes)
     report.dropped = sum(o.dropped for o in outcomes)
-    report.p50_s, report.p95_s = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    if latencies:
+        report.p50_s, report.p95_s = statistics.median(latencies), percentile(latencies, 0.95)
     report.max_s = max(latencies, default=float("nan"))
     report.throughput_per_s = report.answered / report.wall_s if report.wall_s else 0.0
     report.error_examples += sorted({o.error for o in outcomes if o.error})[:5]

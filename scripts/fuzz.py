@@ -4,7 +4,7 @@ server must stay up, and it must still serve a normal request afterwards.
 
     python scripts/fuzz.py [--count 20000] [--api-count 2000] [--seed 0] [--checkpoints-dir DIR]
 
-Without --checkpoints-dir it serves the tiny models of tests/demo_fixtures.py. tests/test_fuzz.py is the short run.
+Without --checkpoints-dir it serves the tiny models of demo/tiny_world.py. tests/test_fuzz.py is the short run.
 Through the API, a history that is not a list of chat messages is refused by Gradio's own input check before the
 app sees it; such a refusal is an answer too (an error event, the server stays up) and is counted apart.
 """
@@ -265,11 +265,12 @@ def api_case(rng: random.Random, labels: list[str]) -> tuple[str, dict[str, Any]
 def fuzz_api(url: str, labels: list[str], count: int, seed: int = 0, timeout: float = 120.0) -> FuzzResult:
     """`count` requests through the app's API. What Gradio passes to the app must be answered, what it refuses must
     be refused cleanly (an error event, nothing else); a lost connection or a timeout is a failure."""
-    from gradio_client import Client
     from gradio_client.exceptions import AppError
 
+    from demo.app_process import client
+
     rng, result, started = random.Random(seed), FuzzResult(), time.perf_counter()
-    api = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    api = client(url)
     for _ in range(count):
         name, kwargs, passed = api_case(rng, labels)
         try:
@@ -290,9 +291,9 @@ def fuzz_api(url: str, labels: list[str], count: int, seed: int = 0, timeout: fl
 
 def normal_request(url: str, label: str) -> bool:
     """A plain chat turn still gets a reply."""
-    from gradio_client import Client
+    from demo.app_process import client
 
-    api = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    api = client(url)
     _, history, _, _ = api.predict(message="I passed my exam!", history=[], model=label, temperature=0.9, top_p=0.9,
                                    max_new_tokens=8, seed=1, greedy=False, api_name="/respond")
     return bool(history) and history[-1]["role"] == "assistant" and bool(history[-1]["content"])
@@ -304,12 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20_000, help="direct handler calls (default 20000)")
     parser.add_argument("--api-count", type=int, default=2_000, help="requests through the API (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoints-dir", help="models to serve (default: the tiny test models, built here)")
+    parser.add_argument("--checkpoints-dir", help="models to serve (default: the tiny models, built here)")
     parser.add_argument("--shallow", action="store_true", help="no histories nested thousands of lists deep")
     args = parser.parse_args(argv)
 
     from demo.app import build_app, launch
-    from demo.bench_load import free_port
+    from demo.app_process import free_port
     from demo.models import ModelStore
     from demo.settings import Settings
 
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoints_dir:
         checkpoints = Path(args.checkpoints_dir)
     else:
-        from tests.demo_fixtures import build_world
+        from demo.tiny_world import build_world
 
         checkpoints = build_world(root)["checkpoints"]
     settings = Settings(checkpoints_dir=checkpoints, results_dir=root / "results", work_dir=root / "work",

@@ -27,9 +27,9 @@ def real_data_dir():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """The app's tiny world (tests/demo_fixtures.py): three tiny models, an emotion model, a discriminator,
+    """The app's tiny world (demo/tiny_world.py): three tiny models, an emotion model, a discriminator,
     results."""
-    from tests.demo_fixtures import build_world
+    from demo.tiny_world import build_world
 
     return build_world(tmp_path_factory.mktemp("world"))
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_fixtures import build_world, free_port
+from demo.app_process import free_port
+from demo.tiny_world import build_world
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +41,7 @@ def page(tmp_path_factory):
     _check_browser()
     from demo.app import build_app, launch
     from demo.settings import Settings
-    from tests.fixtures_data import write_data_dir
+    from demo.tiny_world import write_data_dir
 
     root = tmp_path_factory.mktemp("browser")
     world = build_world(root)

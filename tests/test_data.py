@@ -12,18 +12,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import pytest
-from fixtures_data import (
-    DD_SKIPS,
-    ED,
-    ED_SKIPS,
-    QUOTE_SKIPS,
-    QUOTES,
-    REFRAME_SKIPS,
-    REFRAMES,
-    write_data_dir,
-    write_ed_official,
-    write_ed_shared,
-)
+from fixtures_data import DD_SKIPS, ED_SKIPS, QUOTE_SKIPS, REFRAME_SKIPS
 
 from core.cli import data as data_command
 from core.data import (
@@ -40,6 +29,7 @@ from core.data.dailydialog import read_dailydialog
 from core.data.empathetic import read_empatheticdialogues
 from core.data.trajectories import to_dataset_dict, turn_starts
 from core.data.uplifting import read_quotes, read_reframes
+from demo.tiny_world import ED, QUOTES, REFRAMES, write_data_dir, write_ed_official, write_ed_shared
 
 
 @pytest.fixture

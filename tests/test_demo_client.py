@@ -8,7 +8,8 @@ from gradio_client import Client
 
 from demo.app import build_app, launch
 from demo.settings import Settings
-from tests.demo_fixtures import build_world, free_port
+from demo.app_process import free_port
+from demo.tiny_world import build_world
 
 DECODING = dict(temperature=0.9, top_p=0.9, max_new_tokens=12, seed=1, greedy=False)
 

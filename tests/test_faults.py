@@ -27,8 +27,8 @@ from core.engine.mle import param_groups
 from core.models.generator import GeneratorConfig, build_generator
 from core.registry import load_responder
 from core.text import load_tokenizer
+from demo.tiny_world import write_data_dir
 from engine_fixtures import toy_tokenizer
-from fixtures_data import write_data_dir
 
 STEPS = 24
 KILLS = 5

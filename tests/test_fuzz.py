@@ -15,7 +15,8 @@ from demo.app import build_app, launch
 from demo.models import ModelStore
 from demo.settings import Settings
 from scripts.fuzz import _nested, fuzz_api, fuzz_handlers, hostile_text, normal_request
-from tests.demo_fixtures import build_world, free_port
+from demo.app_process import free_port
+from demo.tiny_world import build_world
 
 HANDLER_CASES = 1000
 API_CASES = 120

@@ -165,7 +165,7 @@ def test_stop_flag_ends_the_run_cleanly_with_a_checkpoint_and_a_model(tmp_path, 
 
 def test_command_line_tokenizer_pretrain_then_mle_from_raw_files(tmp_path, capsys):
     from core.__main__ import main
-    from fixtures_data import write_data_dir
+    from demo.tiny_world import write_data_dir
 
     data = write_data_dir(tmp_path / "data")
     data_options = [f"data.data_dir={data}", f"data.cache_dir={tmp_path / 'cache'}"]
