@@ -193,7 +193,7 @@ _FICTION = re.compile(
     r"novel|song|lyrics|character|characters|video game|documentary|article|the news|podcast|poem|anime|manga|"
     r"netflix|a story|the story|squad|prevention|awareness|statistics|research|essay|history class|dream|dreams|"
     r"dreamt|dreamed|nightmare|nightmares|why do people|how do people|why do some people|why would someone|what "
-    r"makes people|report|reports|reported|reporting)\b")
+    r"makes people|report|reports|reported|reporting|warning signs|risk factors|lecture)\b")
 # A past that is over. Checked only up to the nearest contrast word, so "i used to be happy but now i want to
 # die" still counts. Recent past ("last night", "yesterday") is not here on purpose.
 _PAST = re.compile(
@@ -201,7 +201,7 @@ _PAST = re.compile(
     r"when (?:i was|we were) (?:a |in |kids|children|young|little|younger|small|\d+|[a-z]+teen)|as (?:a )?"
     r"(?:kid|kids|child|children|teen|teenager|teenagers)|"
     r"back (?:then|in (?:high school|college|school|the day))|growing up|clean for|been clean|been sober|"
-    r"in recovery|recovered|since then|the time (?:i|when))\b")
+    r"in recovery|recovered|since then|the time (?:i|when)|in my (?:teens|twenties|thirties|forties|youth))\b")
 
 
 def _cancelled(rule: Rule, sentence: _Sentence, match: re.Match) -> str | None:
