@@ -39,16 +39,49 @@ def _coerce(value: Any, annotation: Any) -> Any:
 
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """`cls` from a mapping of its fields; a nested config given in part keeps the rest of `cls`'s own default for
+    it (so an override file holds only what changes)."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    values = dict(values)
+    for name, value in values.items():
+        default = _default(fields[name])
+        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+            values[name] = merge(to_dict(default), value)
     return cls(**{k: _coerce(v, hints[k]) for k, v in values.items()})
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file of config fields (empty: none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of config fields")
+    return values
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -69,15 +102,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | None) -> dict
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Defaults of `cls`, then the YAML file at `path`, then `overrides`."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path} must hold a mapping of config fields")
-        values = loaded
+    values = read_yaml(path) if path is not None else {}
     return from_dict(cls, apply_overrides(values, overrides))
 
 

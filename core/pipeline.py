@@ -18,7 +18,8 @@ from typing import Any
 
 from core import paths
 from core.config import from_dict
-from core.engine.recipes import build_config, preset_path, read_yaml, recipe
+from core.config import read_yaml
+from core.engine.recipes import build_config, preset_path, recipe
 from core.models import base
 from core.models.card import CARD_FILE, ModelCard
 from core.text import VOCAB_SIZE

@@ -25,6 +25,7 @@ USER = "<|user|>"
 BOT = "<|bot|>"
 EOS = "<|endoftext|>"
 SPEAKER_TAGS = [USER, BOT]
+Context = tuple[Sequence[str], str]  # (history, prompt)
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 # One system prompt for training, scoring and serving: without one the template puts in "You are a helpful AI
 # assistant named SmolLM", which pulls the base towards assistant talk.

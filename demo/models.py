@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.models.discriminator import Discriminator
+from core.models.discriminator import DISCRIMINATOR_DIR, Discriminator
 from core.models.emotion import EmotionClassifier
 from core.models.generator import is_adapter, serving_dtype
 from core.models.card import ModelCard, list_models
@@ -23,7 +23,6 @@ from core.serving import ReplyBatcher
 from demo.settings import Settings
 
 DEFAULT_ALGORITHM = "empathygail"
-DISCRIMINATOR_DIR = "discriminator"
 HOW_TO_MAKE = ("Train one with `python -m core train mle`, then `python -m core train empathygail` (see README), "
                "and reload this page.")
 HOW_TO_MAKE_HERE = "Or start a short run in the Train tab: its model appears here when it is done."

@@ -76,8 +76,7 @@ def parse_request(settings: Settings, algorithm: Any, preset: Any, base: Any, st
 
 def recipe_lr(algorithm: str) -> float:
     """The learning rate the recipe itself trains with (configs/<algorithm>.yaml), never a copy of it."""
-    config = recipes.build_config(algorithm)
-    return config.lr if algorithm == "mle" else config.lr_generator
+    return recipes.build_config(algorithm).lr
 
 
 def _context_size(model_dir: Path) -> int:
@@ -104,7 +103,7 @@ def build_config(settings: Settings, request: Request, base_dir: Path, name: str
              f"output_dir={settings.models_dir / name}", f"seed={request.seed}", f"data.data_dir={settings.data_dir}"]
     if request.algorithm == "mle":
         overrides = where + _mle_start(base_dir) + [
-            f"max_steps={request.steps}", "epochs=null", f"lr={request.lr}", f"batch_size={request.batch_size}",
+            f"steps={request.steps}", "epochs=null", f"lr={request.lr}", f"batch_size={request.batch_size}",
             "warmup_steps=0", "max_seconds=null", "log_every=1", f"eval_every={max(1, request.steps // 5)}",
             "eval_batches=2", f"checkpoint_every={request.steps}", "keep_last=1"]
     else:
@@ -116,15 +115,14 @@ def build_config(settings: Settings, request: Request, base_dir: Path, name: str
         buffer = request.batch_size * 2
         overrides = where + [
             f"algorithm={request.algorithm}", f"init_from={base_dir}", f"steps={request.steps}",
-            f"lr_generator={request.lr}", f"sample_batch_size={request.batch_size}", f"buffer_size={buffer}",
+            f"lr={request.lr}", f"sample_batch_size={request.batch_size}", f"buffer_size={buffer}",
             f"minibatch_size={request.batch_size}", f"d_batch_size={request.batch_size}",
             f"d_pretrain_steps={request.d_pretrain_steps}", f"kl_coef={request.kl_coef}", "warmup_steps=0",
             f"eval_every={max(1, request.steps // 5)}", f"eval_samples={VALID_ROWS}", f"forward_batch_size={buffer}",
             "log_every=1",  # every step's metrics, so that an evaluation is drawn even when the run is stopped
             f"checkpoint_every={request.steps + request.d_pretrain_steps + 1}", "keep_last=1",
             f"shaping_prior_samples={min(settings.max_train_examples, 500)}",
-            f"emotion_model={emotion if uses_emotion else 'null'}",
-            *([f"discriminator.emotion_model={emotion}"] if uses_emotion else [])]
+            f"emotion_model={emotion if uses_emotion else 'null'}"]
     return recipes.build_config(request.algorithm, None, None if request.preset == NO_PRESET else request.preset,
                                 overrides)
 
@@ -152,7 +150,7 @@ def start(runner: jobs.JobRunner, store: ModelStore, settings: Settings, algorit
     except (ValueError, NotAvailable, OSError) as error:
         return f"⚠️ {error}"
 
-    total = config.max_steps if request.algorithm == "mle" else config.iterations  # GAIL: D pre-training too
+    total = config.steps if request.algorithm == "mle" else config.iterations  # GAIL: D pre-training too
     try:
         runner.start(name, total, jobs.Run(request.algorithm, config, settings.max_train_examples, VALID_ROWS))
     except jobs.Busy as error:

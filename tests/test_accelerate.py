@@ -21,6 +21,8 @@ SCRIPT = textwrap.dedent("""
     from accelerate import PartialState
     from datasets import load_from_disk
     import core.engine.mle as mle
+    import core.engine.run as run
+    from core.engine.callbacks import Callback, TimeBudget
     from core.models.generator import GeneratorConfig
 
     tmp = Path(sys.argv[1])
@@ -29,7 +31,7 @@ SCRIPT = textwrap.dedent("""
     mle.build_generator = lambda *args, **kwargs: built.append(build(*args, **kwargs)) or built[-1]
     config = mle.MLEConfig(name="ddp", generator=GeneratorConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64),
                            tokenizer=str(tmp / "tokenizer"), run_dir=str(tmp / "run"), output_dir=str(tmp / "model"),
-                           batch_size=2, max_steps=3, max_length=64, eval_every=3, eval_batches=1, log_every=1,
+                           batch_size=2, steps=3, max_length=64, eval_every=3, eval_batches=1, log_every=1,
                            checkpoint_every=2, warmup_steps=1, lr=1e-3)
     out = mle.train_mle(config, dataset=load_from_disk(str(tmp / "data")))
     state = PartialState()
@@ -37,16 +39,16 @@ SCRIPT = textwrap.dedent("""
 
     # A time budget that each process sees pass at its own pace (rank r: 1 + r seconds a step): the schedule must
     # still end at one step for both, or the slower would wait forever for the other's gradients.
-    class Clock(mle.Callback):
+    class Clock(Callback):
         now, last_step = 0.0, 0
         def __call__(self):
             return self.now
         def on_step(self, step, metrics):
             self.now, self.last_step = self.now + 1 + state.process_index, step
     clock = Clock()
-    mle.time_budget = lambda seconds: [mle.TimeBudget(seconds, clock=clock)]
+    run.time_budget = lambda seconds: [TimeBudget(seconds, clock=clock)]
     budgeted = mle.train_mle(mle.MLEConfig(**{**vars(config), "run_dir": str(tmp / "run2"), "output_dir": str(
-        tmp / "model2"), "max_steps": 1000, "eval_every": 2, "checkpoint_every": 100, "max_seconds": 30}),
+        tmp / "model2"), "steps": 1000, "eval_every": 2, "checkpoint_every": 100, "max_seconds": 30}),
         callbacks=[clock], dataset=load_from_disk(str(tmp / "data")))
     (tmp / f"rank{state.process_index}.json").write_text(json.dumps(
         {"digest": digest, "world": state.num_processes, "output": str(out), "budgeted": str(budgeted),

@@ -316,7 +316,7 @@ def test_mle_starts_fresh_adapters_on_the_zero_shot_base_and_refuses_an_adapter(
     request = train.parse_request(settings, *form(algorithm="mle", steps=5))
     config = train.build_config(settings, request, zero_shot, "run")
     assert config.generator.name_or_path == "smollm2" and config.generator.lora is not None
-    assert config.max_steps == 5 and config.lr == request.lr and config.max_seconds is None
+    assert config.steps == 5 and config.lr == request.lr and config.max_seconds is None
     assert train.recipe_lr("mle") == train.recipes.build_config("mle").lr  # the form shows the recipe's rate
     adapter = tmp_path / "adapter"
     adapter.mkdir()

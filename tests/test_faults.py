@@ -47,7 +47,7 @@ def train_argv(world, name: str, **changes) -> list[str]:
     values = {"tokenizer": world["tok"], "generator.name_or_path": "null", "output_dir": world["root"] / name / "model",
               "data.data_dir": world["data"], "data.cache_dir": world["cache"],
               **{f"generator.{k}": v for k, v in GENERATOR.items()}, "max_length": 64, "batch_size": 2,
-              "max_steps": STEPS, "warmup_steps": 2, "eval_every": 8, "eval_batches": 1, "log_every": 1,
+              "steps": STEPS, "warmup_steps": 2, "eval_every": 8, "eval_batches": 1, "log_every": 1,
               "checkpoint_every": 1, "keep_last": 3, **changes}
     return ["train", "mle", "--preset", "tiny", "--resume", "--run-dir", str(world["root"] / name / "run"),
             *(f"{k}={v}" for k, v in values.items())]
@@ -163,7 +163,7 @@ def test_a_full_disk_at_the_cli_is_one_line_exit_1_and_keeps_the_earlier_checkpo
         return real_save(tensors, filename, *args, **kwargs)
 
     monkeypatch.setattr(ckpt, "save_file", full_after_the_first_checkpoint)
-    argv = train_argv(world, "full", max_steps=6, checkpoint_every=2)
+    argv = train_argv(world, "full", steps=6, checkpoint_every=2)
     assert main(argv) == 1
     _one_line_error(capsys, "checkpoint-00000004", "No space left on device", "earlier checkpoints are untouched")
     run = world["root"] / "full" / "run"
@@ -180,7 +180,7 @@ def test_a_full_disk_at_the_cli_is_one_line_exit_1_and_keeps_the_earlier_checkpo
 def test_a_full_disk_while_exporting_keeps_the_model_exported_before(world, capsys, monkeypatch):
     from core.__main__ import main
 
-    argv = train_argv(world, "export", max_steps=2)
+    argv = train_argv(world, "export", steps=2)
     assert main(argv) == 0
     out = world["root"] / "export" / "model"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -198,7 +198,7 @@ def test_an_unwritable_output_directory_is_one_line_exit_1_and_the_checkpoints_s
 
     blocker = world["root"] / "blocked"
     blocker.write_text("a file where the output directory's parent should be")
-    argv = train_argv(world, "unwritable", max_steps=2, output_dir=blocker / "model")
+    argv = train_argv(world, "unwritable", steps=2, output_dir=blocker / "model")
     assert main(argv) == 1
     _one_line_error(capsys, "cannot write model in", str(blocker))
     assert latest_checkpoint(world["root"] / "unwritable" / "run").name == "checkpoint-00000002"
@@ -209,7 +209,7 @@ def test_an_unwritable_run_directory_is_one_line_at_the_cli(world, capsys):
 
     blocker = world["root"] / "blocked-run"
     blocker.write_text("a file where the run directory's parent should be")
-    argv = train_argv(world, "x", max_steps=2)
+    argv = train_argv(world, "x", steps=2)
     argv[argv.index("--run-dir") + 1] = str(blocker / "run")
     assert main(argv) == 1
     _one_line_error(capsys, str(blocker))

@@ -14,10 +14,10 @@ from core.config import load_config
 from core.engine import gail
 from core.engine.callbacks import Callback, NonFiniteLossError
 from core.engine.checkpoint import latest_checkpoint
-from core.engine.gail import GAILConfig, GAILTrainer, load_discriminator, train_gail
+from core.engine.gail import GAILConfig, GAILTrainer, train_gail
 from core.engine.rollout import action_logprobs
 from core.engine.runtime import create_accelerator, seed_everything
-from core.models.discriminator import DiscriminatorConfig
+from core.models.discriminator import Discriminator, DiscriminatorConfig, discriminator_dir
 from core.models.emotion import EmotionClassifier, EmotionConfig
 from core.models.encoder import EncoderConfig
 from core.models.generator import Decoding, generate, load_generator, response_logprobs
@@ -79,13 +79,17 @@ def tiny_config(tmp_path, init_dir, emotion_dir=None, **overrides) -> GAILConfig
     emotion = str(emotion_dir) if emotion_dir else None
     values = dict(name="toy", init_from=str(init_dir), run_dir=str(tmp_path / "run"), output_dir=str(tmp_path / "out"),
                   steps=30, sample_batch_size=8, buffer_size=16, minibatch_size=8, d_batch_size=8, d_pretrain_steps=4,
-                  warmup_steps=0, demo_warmup_steps=2, lr_generator=1e-3, lr_discriminator=1e-3, eval_every=10,
+                  warmup_steps=0, demo_warmup_steps=2, lr=1e-3, lr_discriminator=1e-3, eval_every=10,
                   eval_samples=8, kl_coef=0.05, decoding=Decoding(max_new_tokens=8), checkpoint_every=100,
                   emotion_shaping=emotion is not None, emotion_model=emotion, shaping_weight=0.2,
                   discriminator=DiscriminatorConfig(encoder=encoder, mode="binary", use_history=True,
                                                     use_emotion_features=emotion is not None, emotion_model=emotion))
     values.update(overrides)
     return GAILConfig(**values)
+
+
+def load_discriminator_of(model_dir):
+    return Discriminator.from_pretrained(discriminator_dir(model_dir))
 
 
 def _probe(model_dir, discriminator):
@@ -101,7 +105,7 @@ def _probe(model_dir, discriminator):
 
 def test_gail_imitates_the_expert_reply(tmp_path, init_dir, emotion_dir, toy_data):
     out = train_gail(tiny_config(tmp_path, init_dir, emotion_dir), dataset=toy_data)
-    d = load_discriminator(out)
+    d = load_discriminator_of(out)
     logp_before, reward_before, replies_before = _probe(init_dir, d)
     logp_after, reward_after, replies_after = _probe(out, d)
     assert EXPERT not in replies_before
@@ -119,7 +123,7 @@ def test_discriminator_pretraining_leaves_the_generator_alone(tmp_path, init_dir
     config = tiny_config(tmp_path, init_dir, steps=2, d_pretrain_steps=3)  # 2 D steps per iteration
     assert config.pretrain_iterations == 2 and config.iterations == 4
     seed_everything(0)
-    trainer = GAILTrainer(config, toy_data["train"], create_accelerator())
+    trainer = GAILTrainer(config, toy_data, create_accelerator())
     generator, discriminator = trainer.models.raw_generator, trainer.models.raw_discriminator
     g0 = [p.detach().clone() for p in generator.parameters()]
     d0 = [p.detach().clone() for p in discriminator.head.parameters()]
@@ -157,7 +161,7 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path, init_dir, 
     a, b = load_generator(whole), load_generator(resumed)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
-    da, db = load_discriminator(whole), load_discriminator(resumed)
+    da, db = load_discriminator_of(whole), load_discriminator_of(resumed)
     for (name, p), q in zip(da.state_dict().items(), db.state_dict().values()):
         assert torch.equal(p, q), name
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -191,11 +195,11 @@ def test_nan_loss_stops_cleanly_with_the_last_good_checkpoint(tmp_path, init_dir
 def test_configs_load_and_bad_values_are_named(tmp_path):
     textgail = load_config(GAILConfig, "configs/textgail.yaml")
     empathy = load_config(GAILConfig, "configs/empathygail.yaml")
-    assert (textgail.kl_coef, textgail.emotion_shaping, textgail.lr_generator) == (0.0, False, 1e-5)
+    assert (textgail.kl_coef, textgail.emotion_shaping, textgail.lr) == (0.0, False, 1e-5)
     assert textgail.discriminator.mode == "contrastive" and not textgail.discriminator.use_history
     assert empathy.kl_coef > 0 and empathy.emotion_shaping and empathy.discriminator.use_emotion_features
     for config in (textgail, empathy):  # Table 1
-        assert (config.sample_batch_size, config.buffer_size, config.minibatch_size, config.epsilon,
+        assert (config.sample_batch_size, config.buffer_size, config.minibatch_size, config.clip_epsilon,
                 config.d_pretrain_steps, config.weight_decay, config.warmup_steps, config.demo_ratio,
                 config.layer_norm_epsilon, config.eval_every) == (16, 128, 8, 0.2, 200, 0.01, 1000, 0.3, 1e-5, 10)
     with pytest.raises(ValueError, match="multiple of sample_batch_size"):
@@ -227,7 +231,7 @@ encoder = EncoderConfig(name_or_path="scratch", tokenizer=str(tmp / "init"), n_l
                         max_length=64, dropout=0.0)
 config = gail.GAILConfig(name="ddp", init_from=str(tmp / "init"), run_dir=str(tmp / "run"),
                          output_dir=str(tmp / "out"), steps=2, sample_batch_size=8, buffer_size=16, minibatch_size=8,
-                         d_batch_size=8, d_pretrain_steps=2, warmup_steps=0, lr_generator=1e-3, lr_discriminator=1e-3,
+                         d_batch_size=8, d_pretrain_steps=2, warmup_steps=0, lr=1e-3, lr_discriminator=1e-3,
                          eval_every=3, eval_samples=8, decoding=Decoding(max_new_tokens=8), checkpoint_every=3,
                          emotion_shaping=False, emotion_model=None, discriminator=DiscriminatorConfig(encoder=encoder))
 out = gail.train_gail(config, dataset=load_from_disk(str(tmp / "data")))

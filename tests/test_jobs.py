@@ -55,7 +55,7 @@ def mle_run(base: Path, data: Path, work: Path, name: str, steps: int = 3) -> jo
     config = build_config("mle", None, None, [
         f"name={name}", f"run_dir={work / 'runs' / name}", f"output_dir={work / 'models' / name}",
         f"generator.name_or_path={base}", "generator.lora=null", f"tokenizer={base}", f"data.data_dir={data}",
-        f"max_steps={steps}",
+        f"steps={steps}",
         "epochs=null", "batch_size=4", "lr=1e-3", "warmup_steps=0", "max_length=96", "log_every=1",
         f"eval_every={steps}", "eval_batches=1", f"checkpoint_every={steps}", "keep_last=1", "seed=0"])
     return jobs.Run("mle", config, max_train_examples=50, valid_rows=8)
@@ -195,7 +195,7 @@ def test_the_run_does_not_outlive_the_app(base, data, tmp_path, how):
                                          ("output_dir", run.config.output_dir),
                                          ("generator.name_or_path", base), ("generator.lora", "null"),
                                          ("tokenizer", base),
-                                         ("data.data_dir", data), ("max_steps", 100_000), ("epochs", "null"),
+                                         ("data.data_dir", data), ("steps", 100_000), ("epochs", "null"),
                                          ("batch_size", 4), ("log_every", 1), ("max_length", 96)]]
     app = subprocess.Popen([sys.executable, "-c", APP, json.dumps(overrides), "wait" if how == "is killed" else ""],
                            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)

@@ -40,7 +40,7 @@ def data():
 def mle_dir(base_dir, data, tmp_path_factory):
     root = tmp_path_factory.mktemp("mle")
     config = MLEConfig(name="toy-mle", generator=GeneratorConfig(name_or_path=str(base_dir), lora=FITTING),
-                       run_dir=str(root / "run"), output_dir=str(root / "model"), max_steps=30, batch_size=8,
+                       run_dir=str(root / "run"), output_dir=str(root / "model"), steps=30, batch_size=8,
                        max_length=96, lr=1e-2, warmup_steps=2, eval_every=30, eval_batches=1, log_every=10,
                        checkpoint_every=30, export_dtype="float32")
     seed_everything(0)
@@ -124,7 +124,7 @@ def _gail_config(tmp_path, mle_dir, base_dir, **overrides) -> GAILConfig:
                             max_length=64, dropout=0.0)
     values = dict(name="toy-gail", init_from=str(mle_dir), run_dir=str(tmp_path / "run"),
                   output_dir=str(tmp_path / "out"), steps=3, sample_batch_size=8, buffer_size=16, minibatch_size=8,
-                  d_batch_size=8, d_pretrain_steps=2, warmup_steps=0, demo_warmup_steps=1, lr_generator=1e-2,
+                  d_batch_size=8, d_pretrain_steps=2, warmup_steps=0, demo_warmup_steps=1, lr=1e-2,
                   lr_discriminator=1e-3, eval_every=3, eval_samples=8, kl_coef=0.1,
                   decoding=Decoding(max_new_tokens=8), checkpoint_every=100, emotion_shaping=False,
                   emotion_model=None, export_dtype="float32",
@@ -137,7 +137,7 @@ def _gail_config(tmp_path, mle_dir, base_dir, **overrides) -> GAILConfig:
 def test_gail_keeps_the_mle_adapter_as_its_reference_while_the_policy_moves(tmp_path, base_dir, mle_dir, data):
     config = _gail_config(tmp_path, mle_dir, base_dir)
     seed_everything(0)
-    trainer = GAILTrainer(config, data["train"], create_accelerator())
+    trainer = GAILTrainer(config, data, create_accelerator())
     models = trainer.models
     assert models.reference is models.raw_generator  # the same base: no second copy
     tokenizer = models.tokenizer

@@ -29,7 +29,7 @@ def data():
 
 def _config(tmp_path, tokenizer_dir, **changes):
     values = dict(name="toy", generator=TINY_GENERATOR, tokenizer=str(tokenizer_dir), run_dir=str(tmp_path / "run"),
-                  output_dir=str(tmp_path / "model"), lr=3e-3, warmup_steps=2, batch_size=4, max_steps=6,
+                  output_dir=str(tmp_path / "model"), lr=3e-3, warmup_steps=2, batch_size=4, steps=6,
                   max_length=64, eval_every=3, eval_batches=2, log_every=1, checkpoint_every=2)
     return MLEConfig(**{**values, **changes})
 
@@ -53,7 +53,7 @@ class StopAt(Callback):
 
 
 def test_mle_loss_goes_down_and_the_export_answers_through_the_registry(tmp_path, tokenizer_dir, data):
-    out = train_mle(_config(tmp_path, tokenizer_dir, lr=3e-2, max_steps=30, eval_every=15, checkpoint_every=30),
+    out = train_mle(_config(tmp_path, tokenizer_dir, lr=3e-2, steps=30, eval_every=15, checkpoint_every=30),
                     dataset=data)
     records = read_metrics(tmp_path / "run")
     assert [r["step"] for r in records] == list(range(1, 31))
@@ -104,7 +104,7 @@ def test_pretrain_packs_every_utterance_into_blocks_and_runs(tmp_path, tokenizer
     stream = [t for b in blocks for t in b.input_ids]
     assert stream.count(tokenizer.eos_token_id) >= len(docs) - 1  # documents end with the end token
 
-    out = train_pretrain(_config(tmp_path, tokenizer_dir, max_length=32, max_steps=5), dataset=data)
+    out = train_pretrain(_config(tmp_path, tokenizer_dir, max_length=32, steps=5), dataset=data)
     card = load_responder(out).card
     assert card.algorithm == "pretrain" and card.steps == 5
     assert all(r["loss"] > 0 for r in read_metrics(tmp_path / "run"))
@@ -131,7 +131,7 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
 
 
 def test_existing_checkpoints_need_resume(tmp_path, tokenizer_dir, data):
-    config = _config(tmp_path, tokenizer_dir, max_steps=2)
+    config = _config(tmp_path, tokenizer_dir, steps=2)
     train_mle(config, dataset=data)
     with pytest.raises(ValueError, match="already holds checkpoints: pass --resume"):
         train_mle(config, dataset=data)
@@ -139,7 +139,7 @@ def test_existing_checkpoints_need_resume(tmp_path, tokenizer_dir, data):
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, tokenizer_dir, data):
     config = _config(tmp_path, tokenizer_dir, lr=1e30, warmup_steps=0, max_grad_norm=0.0, checkpoint_every=1,
-                     max_steps=20)
+                     steps=20)
     with pytest.raises(NonFiniteLossError, match="is (nan|inf) at step 2.*last good checkpoint is intact"):
         train_mle(config, dataset=data)
     last = latest_checkpoint(config.run_dir)
@@ -158,7 +158,7 @@ def test_stop_flag_ends_the_run_cleanly_with_a_checkpoint_and_a_model(tmp_path, 
             if step == 2:
                 flag.stop()
 
-    out = train_mle(_config(tmp_path, tokenizer_dir, max_steps=50), callbacks=[PressStop(), flag], dataset=data)
+    out = train_mle(_config(tmp_path, tokenizer_dir, steps=50), callbacks=[PressStop(), flag], dataset=data)
     assert latest_checkpoint(tmp_path / "run").name == "checkpoint-00000002"
     assert load_responder(out).card.steps == 2
 
@@ -170,7 +170,7 @@ def test_command_line_tokenizer_pretrain_then_mle_from_raw_files(tmp_path, capsy
     data = write_data_dir(tmp_path / "data")
     data_options = [f"data.data_dir={data}", f"data.cache_dir={tmp_path / 'cache'}"]
     small = ["generator.n_layer=1", "generator.n_embd=32", "generator.n_head=2", "generator.n_positions=64",
-             "max_length=32", "batch_size=2", "max_steps=3", "eval_every=3", "eval_batches=1", "log_every=1"]
+             "max_length=32", "batch_size=2", "steps=3", "eval_every=3", "eval_batches=1", "log_every=1"]
     assert main(["tokenizer", "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"), "--vocab-size", "300",
                  "--min-frequency", "1",
                  "--out", str(tmp_path / "tok")]) == 0
@@ -179,7 +179,7 @@ def test_command_line_tokenizer_pretrain_then_mle_from_raw_files(tmp_path, capsy
                  *data_options, *small]) == 0
     assert main(["train", "mle", "--preset", "tiny", "--run-dir", str(tmp_path / "runs/mle"),
                  f"generator.name_or_path={tmp_path / 'models/pretrain'}", f"output_dir={tmp_path / 'models/mle'}",
-                 *data_options, "max_length=32", "batch_size=2", "max_steps=2", "eval_every=2", "log_every=1"]) == 0
+                 *data_options, "max_length=32", "batch_size=2", "steps=2", "eval_every=2", "log_every=1"]) == 0
     assert "mle: model saved to" in capsys.readouterr().out
     card = load_responder(tmp_path / "models/mle").card
     assert (card.algorithm, card.steps, card.config["generator"]["name_or_path"]) == \
@@ -189,7 +189,7 @@ def test_command_line_tokenizer_pretrain_then_mle_from_raw_files(tmp_path, capsy
     # Running again over existing checkpoints needs --resume; with it, the finished run only re-exports.
     assert main(["train", "mle", "--preset", "tiny", "--run-dir", str(tmp_path / "runs/mle"), "--resume",
                  f"generator.name_or_path={tmp_path / 'models/pretrain'}", f"output_dir={tmp_path / 'models/mle'}",
-                 *data_options, "max_length=32", "batch_size=2", "max_steps=2"]) == 0
+                 *data_options, "max_length=32", "batch_size=2", "steps=2"]) == 0
     assert main(["train", "mle", "--preset", "huge"]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
 
@@ -210,8 +210,8 @@ class StepClock(Callback):
 def test_a_time_budget_too_short_for_the_schedule_brings_the_decay_forward(tmp_path, tokenizer_dir, data,
                                                                           monkeypatch):
     clock = StepClock()
-    monkeypatch.setattr("core.engine.mle.time_budget", lambda seconds: [TimeBudget(seconds, clock=clock)])
-    config = _config(tmp_path, tokenizer_dir, max_steps=1000, max_seconds=100, eval_every=10, checkpoint_every=10)
+    monkeypatch.setattr("core.engine.run.time_budget", lambda seconds: [TimeBudget(seconds, clock=clock)])
+    config = _config(tmp_path, tokenizer_dir, steps=1000, max_seconds=100, eval_every=10, checkpoint_every=10)
     out = train_mle(config, callbacks=[clock], dataset=data)
 
     # Measured from step 10 to 20 (1 s a step, 81 s left less 10 s in reserve): the decay ends at step 91.
@@ -232,7 +232,7 @@ def test_a_time_budget_too_short_for_the_schedule_brings_the_decay_forward(tmp_p
 
 
 def test_a_time_budget_ends_the_run_complete_and_the_export_is_float16(tmp_path, tokenizer_dir, data):
-    out = train_mle(_config(tmp_path, tokenizer_dir, max_steps=50, max_seconds=1e-9), dataset=data)
+    out = train_mle(_config(tmp_path, tokenizer_dir, steps=50, max_seconds=1e-9), dataset=data)
     card = load_responder(out).card
     assert card.steps == 1 and card.metrics["complete"] and card.metrics["stop_reason"] == "time budget"
     assert card.metrics["valid_ppl"] > 1  # evaluated at the step it stopped, though eval_every is 3

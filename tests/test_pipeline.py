@@ -24,10 +24,10 @@ def micro_preset(tmp_path):
         generator = preset[name]["generator"]
         if name == "pretrain":
             generator = {**generator, "n_positions": 64}
-        preset[name].update(max_steps=4, eval_every=2, eval_batches=1, checkpoint_every=2, batch_size=2,
+        preset[name].update(steps=4, eval_every=2, eval_batches=1, checkpoint_every=2, batch_size=2,
                             max_length=64, generator=generator)
     preset["emotion"].update(epochs=1, max_train_examples=None)
-    preset["rl_seq2seq"].update(mle_steps=3, ppo_steps=1, batch_size=4, rollout_batch=4, minibatch_size=2,
+    preset["rl_seq2seq"].update(mle_steps=3, steps=1, batch_size=4, rollout_batch=4, minibatch_size=2,
                                 eval_every=2, checkpoint_every=2, eval_examples=4, max_train_examples=None,
                                 model={**preset["rl_seq2seq"]["model"], "max_length": 64})
     for name in ("textgail", "empathygail"):

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from core.config import load_config
 from core.engine.callbacks import NonFiniteLossError, read_metrics
 from core.engine.ppo import RunningMeanStd
-from core.engine.rl_seq2seq import (RLSeq2SeqConfig, RewardTerms, Seq2SeqReward, mle_loss, optimizer_step,
-                                    ppo_step, train_rl_seq2seq, unigram_f1)
+from core.engine.rl_seq2seq import RLSeq2SeqConfig, mle_loss, optimizer_step, ppo_step, train_rl_seq2seq
+from core.engine.seq2seq_reward import RewardTerms, Seq2SeqReward, unigram_f1
 from core.models.emotion import EmotionClassifier, EmotionConfig
 from core.models.encoder import EncoderConfig
 from core.models.generator import Decoding
@@ -63,8 +63,8 @@ def tiny_emotion_model(tokenizer, directory):
 
 def run_config(tmp_path, emotion_dir=None, **overrides) -> RLSeq2SeqConfig:
     values = dict(model=TINY, tokenizer=str(tmp_path / "tok"), emotion_model=emotion_dir,
-                  output_dir=str(tmp_path / "out"), run_dir=str(tmp_path / "run"), mle_steps=6, ppo_steps=3,
-                  batch_size=8, rollout_batch=8, minibatch_size=4, lr=3e-3, ppo_lr=1e-3,
+                  output_dir=str(tmp_path / "out"), run_dir=str(tmp_path / "run"), mle_steps=6, steps=3,
+                  batch_size=8, rollout_batch=8, minibatch_size=4, mle_lr=3e-3, lr=1e-3,
                   decoding=Decoding(max_new_tokens=8), eval_examples=4, log_every=1, eval_every=100,
                   checkpoint_every=100, reference_examples=16)
     return RLSeq2SeqConfig(**{**values, **overrides})
@@ -226,7 +226,7 @@ def test_train_export_and_load_through_the_registry(tokenizer, tmp_path):
 
 def test_without_an_emotion_model_gold_labels_condition_and_inference_uses_unknown(tmp_path):
     # No tokenizer given either: one is trained on the training split and exported with the model.
-    config = run_config(tmp_path, None, ppo_steps=1, tokenizer=None, vocab_size=300)
+    config = run_config(tmp_path, None, steps=1, tokenizer=None, vocab_size=300)
     out = train_rl_seq2seq(config, dataset=toy_trajectories())
     responder = load_responder(out)
     assert responder.emotion_model is None and not (out / "emotion").exists()

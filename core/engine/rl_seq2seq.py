@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,63 +21,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from core.config import to_dict
-from core.data import ED_EMOTIONS, DataConfig, load_trajectories, seeded_subset
-from core.engine.callbacks import Callback, CallbackList, MetricsLogger, check_finite, ended, time_budget
-from core.engine.checkpoint import _write_atomically, latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.mle import Batches, param_groups
+from core.data import ED_EMOTIONS, load_trajectories, seeded_subset
+from core.engine.callbacks import Callback, check_finite
+from core.engine.checkpoint import latest_checkpoint, load_checkpoint, write_atomically
+from core.engine.lm import param_groups
+from core.engine.mle import Batches
 from core.engine.ppo import RunningMeanStd, ppo_loss
-from core.engine.runtime import hardware_name, seed_everything
-from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
-from core.models.generator import Context, Decoding
+from core.engine.run import RunConfig, train
+from core.engine.seq2seq_reward import RewardTerms, Seq2SeqReward
+from core.models.card import ModelCard
+from core.models.emotion import EmotionClassifier, reply_emotion_prior
+from core.models.generator import Decoding
 from core.models.seq2seq import (EMOTION_DIR, Pair, Seq2Seq, Seq2SeqArch, build_seq2seq, collate_pairs,
                                  context_emotions, encode_pairs, generate, label_classes, target_logprobs)
-from core.models.card import ModelCard
 from core.safe_files import write_checksums
-from core.text import VOCAB_SIZE, load_tokenizer, train_tokenizer
+from core.text import VOCAB_SIZE, Context, load_tokenizer, train_tokenizer
 
 ALGORITHM = "rl_seq2seq"
-REWARD = ("w_emo * cos(emotion(reply), prior[class]) + w_sim * unigram_F1(reply, expert reply); prior[k] = mean "
-          "emotion distribution of the training split's expert replies, each weighted by its context's probability "
-          "of emotion k; class = the emotion model's most likely class of the context")
-REWARD_WITHOUT_EMOTION = "w_sim * unigram_F1(reply, expert reply) (no emotion model: the emotion term is dropped)"
-
-
 @dataclass
-class RLSeq2SeqConfig:
-    data: DataConfig = field(default_factory=DataConfig)
+class RLSeq2SeqConfig(RunConfig):
+    name: str = "rl_seq2seq"
+    run_dir: str = "runs/rl_seq2seq"
+    output_dir: str = "checkpoints/rl_seq2seq"
     model: Seq2SeqArch = field(default_factory=Seq2SeqArch)
     # The shared tokenizer's directory (`python -m core tokenizer`); None trains a byte-level BPE of `vocab_size` on
     # the training split, kept in every checkpoint so a resumed run reads the same ids.
-    tokenizer: str | None = None
+    tokenizer: str | None = "runs/tokenizer"
     vocab_size: int = VOCAB_SIZE
     # The trained emotion model picks each context's class. None: the gold label conditions training (ED's labels;
     # others are `unknown`), every context is `unknown` at inference, and the reward's emotion term is dropped.
     emotion_model: str | None = "checkpoints/emotion"
-    output_dir: str = "checkpoints/rl_seq2seq"
-    run_dir: str = "runs/rl_seq2seq"  # checkpoints and metrics.jsonl
-    name: str = "rl_seq2seq"
-    seed: int = 0
-    device: str = "auto"  # auto: cuda when available
-    resume: bool = False
     max_train_examples: int | None = None
     max_valid_examples: int | None = 1000
     # MLE pretraining (teacher forcing, loss on reply tokens)
     mle_steps: int = 4000
+    mle_lr: float = 1e-3
     batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    # PPO fine-tuning
-    ppo_steps: int = 300
+    # PPO fine-tuning: `steps` PPO steps at learning rate `lr` after the MLE steps
+    steps: int = 300
+    lr: float = 1e-4
     rollout_batch: int = 64  # replies sampled per PPO step
     minibatch_size: int = 16
     ppo_epochs: int = 1
-    ppo_lr: float = 1e-4
     clip_epsilon: float = 0.2
     kl_coef: float = 0.05  # KL to the frozen MLE model, so reward hacking cannot drift far from language
     reward_clip: float = 2.0  # normalised rewards are clipped to [-clip, clip], as TextGAIL does
@@ -91,62 +80,14 @@ class RLSeq2SeqConfig:
     eval_every: int = 500
     checkpoint_every: int = 500
     keep_last: int = 2
-    max_seconds: float | None = None  # a time budget: the run ends, complete, this long after it began
-    export_dtype: str = "float16"  # the exported model's weights (half the size); checkpoints stay float32
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.w_emo < 0 or self.w_sim < 0 or self.w_emo + self.w_sim == 0:
             raise ValueError(f"reward weights w_emo={self.w_emo}, w_sim={self.w_sim}: expected >= 0, not both 0")
         if self.rollout_batch % self.minibatch_size:
             raise ValueError(f"rollout_batch {self.rollout_batch} is not a multiple of minibatch_size "
                              f"{self.minibatch_size}")
-
-
-# --- Reward ----------------------------------------------------------------------------------------------------
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def unigram_f1(hypothesis: str, reference: str) -> float:
-    """F1 of the word overlap (clipped counts), as ParlAI's F1: cheap, offline, 0 for an empty reply."""
-    hyp, ref = Counter(words(hypothesis)), Counter(words(reference))
-    overlap = sum((hyp & ref).values())
-    if overlap == 0:
-        return 0.0
-    precision, recall = overlap / sum(hyp.values()), overlap / sum(ref.values())
-    return 2 * precision * recall / (precision + recall)
-
-
-@dataclass
-class RewardTerms:
-    total: torch.Tensor  # [batch]
-    emotion_fit: torch.Tensor
-    similarity: torch.Tensor
-
-
-class Seq2SeqReward:
-    """reward = w_emo * emotion_fit + w_sim * unigram F1; without an emotion model, w_sim * unigram F1 alone."""
-
-    def __init__(self, w_emo: float, w_sim: float, emotion_model: EmotionClassifier | None = None,
-                 prior: torch.Tensor | None = None):
-        if (emotion_model is None) != (prior is None):
-            raise ValueError("the emotion term needs both the emotion model and the reply prior")
-        self.w_emo, self.w_sim, self.emotion_model, self.prior = w_emo, w_sim, emotion_model, prior
-
-    @property
-    def formula(self) -> str:
-        return REWARD if self.emotion_model is not None else REWARD_WITHOUT_EMOTION
-
-    def __call__(self, replies: Sequence[str], references: Sequence[str], classes: torch.Tensor) -> RewardTerms:
-        similarity = torch.tensor([unigram_f1(r, e) for r, e in zip(replies, references)])
-        if self.emotion_model is None:
-            return RewardTerms(self.w_sim * similarity, torch.zeros_like(similarity), similarity)
-        reply_probs = self.emotion_model.predict_proba(list(replies)).float().cpu()
-        # One-hot "prompt" distribution: the fit is judged against the class the reply was conditioned on.
-        onehot = torch.nn.functional.one_hot(classes.cpu(), len(self.prior)).float()
-        fit = emotion_fit(reply_probs, onehot, self.prior)
-        return RewardTerms(self.w_emo * fit + self.w_sim * similarity, fit, similarity)
 
 
 # --- Data ------------------------------------------------------------------------------------------------------
@@ -271,10 +212,6 @@ def evaluate_reward(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, examples
 
 # --- The run ---------------------------------------------------------------------------------------------------
 
-def _device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
 def _tokenizer(config: RLSeq2SeqConfig, train: Dataset) -> PreTrainedTokenizerBase:
     if config.tokenizer is not None:
         if not Path(config.tokenizer).is_dir():
@@ -306,7 +243,105 @@ def export_seq2seq(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, emotion_m
         card.save(tmp)
         write_checksums(tmp)  # last, so the listing covers the emotion model's weights too
 
-    return _write_atomically(Path(out_dir).resolve(), "model", write)
+    return write_atomically(Path(out_dir).resolve(), "model", write)
+
+
+class RLSeq2SeqTrainer:
+    """Steps 0 .. mle_steps-1 are MLE (teacher forcing), the rest PPO against the frozen MLE model."""
+
+    algorithm = ALGORITHM
+    schedule = None
+
+    def __init__(self, config: RLSeq2SeqConfig, dataset: DatasetDict | None, accelerator: Accelerator):
+        if config.emotion_model is not None and not Path(config.emotion_model).is_dir():
+            raise FileNotFoundError(f"emotion model not found: {config.emotion_model} (train it with "
+                                    "`python -m core train emotion`, or set emotion_model=null to condition on "
+                                    "the gold labels and drop the reward's emotion term)")
+        self.config, self.device = config, accelerator.device
+        data = dataset if dataset is not None else load_trajectories(config.data)
+        found = latest_checkpoint(config.run_dir) if config.resume else None
+        self.tokenizer = _tokenizer(config, data["train"]) if found is None else load_tokenizer(found / "tokenizer")
+        self.emotion_model = None
+        if config.emotion_model is not None:
+            self.emotion_model = EmotionClassifier.from_pretrained(config.emotion_model, self.device)
+        else:
+            print("rl_seq2seq: no emotion model; training is conditioned on the gold emotion labels, every context "
+                  "is `unknown` at inference, and the reward is unigram F1 alone")
+        emotions = ED_EMOTIONS if self.emotion_model is None else self.emotion_model.labels
+        self.model = build_seq2seq(config.model, self.tokenizer, emotions).to(self.device)
+        began = time.time()
+        self.train = prepare_examples(data["train"], self.tokenizer, self.model, self.emotion_model,
+                                      config.max_train_examples, config.seed)
+        self.valid = prepare_examples(data["valid"], self.tokenizer, self.model, self.emotion_model,
+                                      config.max_valid_examples, config.seed)
+        print(f"rl_seq2seq: {len(self.train.pairs):,} training and {len(self.valid.pairs):,} validation pairs encoded"
+              f"{' and classified' if self.emotion_model is not None else ''} in {time.time() - began:.0f}s")
+        prior = None
+        if self.emotion_model is not None:
+            prior = _reply_prior(self.train, self.emotion_model, config.reference_examples, config.seed)
+        self.reward_fn = Seq2SeqReward(config.w_emo, config.w_sim, self.emotion_model, prior)
+        self.optimizers = {"mle": torch.optim.AdamW(param_groups(self.model, config.weight_decay), lr=config.mle_lr),
+                           "ppo": torch.optim.AdamW(param_groups(self.model, config.weight_decay), lr=config.lr)}
+        self.normalizer = RunningMeanStd()
+        self.reference: Seq2Seq | None = None  # the frozen MLE model, from the first PPO step on
+        # Batches are a pure function of the step, so a resumed run reads exactly those of an uninterrupted one.
+        self.mle_batches = Batches(len(self.train.pairs), config.batch_size, config.seed)
+        self.ppo_batches = Batches(len(self.train.pairs), config.rollout_batch, config.seed + 1)
+        self.total_steps = config.mle_steps + config.steps
+        self.milestones = {config.mle_steps}
+        self.start_info = {"train_examples": len(self.train.pairs), "reward": self.reward_fn.formula}
+        self.phases: dict[str, dict] = {}  # each phase's last evaluation, for the card
+
+    def parts(self) -> dict[str, dict]:
+        models = {"model": self.model} if self.reference is None else {"model": self.model, "reference": self.reference}
+        return dict(models=models, optimizers=self.optimizers)
+
+    def step(self, step: int) -> dict[str, float]:
+        config, model, train = self.config, self.model, self.train
+        if step < config.mle_steps:
+            model.train()
+            rows = self.mle_batches(step)
+            batch = to_device(collate_pairs([train.pairs[i] for i in rows], model.config), self.device)
+            loss = mle_loss(model, batch, train.classes[rows].to(self.device))
+            return {"mle_loss": optimizer_step(model, self.optimizers["mle"], loss, step + 1, config.max_grad_norm)}
+        if self.reference is None:
+            self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+        rows = self.ppo_batches(step - config.mle_steps)
+        contexts, responses = [train.contexts[i] for i in rows], [train.responses[i] for i in rows]
+        return ppo_step(model, self.reference, self.optimizers["ppo"], self.tokenizer, contexts, responses,
+                        train.classes[rows], self.reward_fn, self.normalizer, config, step + 1)
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        nll = evaluate_nll(self.model, self.valid)
+        result = {"valid_nll": nll, "valid_perplexity": float(torch.tensor(nll).exp())}
+        if step >= self.config.mle_steps:
+            terms = evaluate_reward(self.model, self.tokenizer, self.valid, self.reward_fn, self.config.decoding,
+                                    self.config.eval_examples)
+            result |= {"valid_reward": terms.total.mean().item(), "valid_emotion_fit": terms.emotion_fit.mean().item(),
+                       "valid_similarity": terms.similarity.mean().item()}
+        phase = "mle" if step <= self.config.mle_steps else "ppo"
+        self.phases[phase] = {**result, "step": step}
+        tqdm.write(f"step {step} ({phase}): " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
+        return result
+
+    def loop_state(self) -> dict:
+        return {"normalizer": self.normalizer.state_dict(), "phases": self.phases}
+
+    def restore(self, path: Path) -> dict:
+        if (path / "reference").is_dir():
+            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        state = load_checkpoint(path, **self.parts())
+        self.normalizer.load_state_dict(state["normalizer"])
+        self.phases = state["phases"]
+        return state
+
+    def card(self, step: int) -> ModelCard:
+        return ModelCard(name=self.config.name, algorithm=ALGORITHM, kind="seq2seq",
+                         data=", ".join(self.config.data.sources), steps=step, metrics=dict(self.phases),
+                         config={"reward": self.reward_fn.formula})
+
+    def export(self, out: Path, card: ModelCard) -> None:
+        export_seq2seq(self.model.eval(), self.tokenizer, self.emotion_model, card, out, self.config.export_dtype)
 
 
 def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = (),
@@ -315,115 +350,4 @@ def train_rl_seq2seq(config: RLSeq2SeqConfig, callbacks: Sequence[Callback] = ()
 
     `dataset`: trajectories with the contract's columns (default: `load_trajectories(config.data)`).
     """
-    started = time.time()
-    budget = time_budget(config.max_seconds)
-    if config.emotion_model is not None and not Path(config.emotion_model).is_dir():
-        raise FileNotFoundError(f"emotion model not found: {config.emotion_model} (train it with "
-                                "`python -m core train emotion`, or set emotion_model=null to condition on "
-                                "the gold labels and drop the reward's emotion term)")
-    seed_everything(config.seed)
-    device = _device(config.device)
-    data = dataset if dataset is not None else load_trajectories(config.data)
-    checkpoint = latest_checkpoint(config.run_dir)
-    if checkpoint is not None and not config.resume:
-        raise ValueError(f"{config.run_dir} already holds checkpoints: pass --resume (resume=true) to continue, "
-                         "or choose another run_dir")
-    tokenizer = _tokenizer(config, data["train"]) if checkpoint is None else load_tokenizer(checkpoint / "tokenizer")
-    emotion_model = None
-    if config.emotion_model is not None:
-        emotion_model = EmotionClassifier.from_pretrained(config.emotion_model, device)
-    else:
-        print("rl_seq2seq: no emotion model; training is conditioned on the gold emotion labels, every context is "
-              "`unknown` at inference, and the reward is unigram F1 alone")
-    emotions = ED_EMOTIONS if emotion_model is None else emotion_model.labels
-    model = build_seq2seq(config.model, tokenizer, emotions).to(device)
-    began = time.time()
-    train = prepare_examples(data["train"], tokenizer, model, emotion_model, config.max_train_examples, config.seed)
-    valid = prepare_examples(data["valid"], tokenizer, model, emotion_model, config.max_valid_examples, config.seed)
-    print(f"rl_seq2seq: {len(train.pairs):,} training and {len(valid.pairs):,} validation pairs encoded"
-          f"{' and classified' if emotion_model is not None else ''} in {time.time() - began:.0f}s")
-    prior = None
-    if emotion_model is not None:
-        prior = _reply_prior(train, emotion_model, config.reference_examples, config.seed)
-    reward_fn = Seq2SeqReward(config.w_emo, config.w_sim, emotion_model, prior)
-
-    mle_optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
-    ppo_optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.ppo_lr)
-    optimizers = {"mle": mle_optimizer, "ppo": ppo_optimizer}
-    normalizer = RunningMeanStd()
-    reference: Seq2Seq | None = None  # the frozen MLE model, from the first PPO step on
-    step, resumed, metrics = 0, None, {}
-    if checkpoint is not None:
-        if (checkpoint / "reference").is_dir():
-            reference = copy.deepcopy(model).eval().requires_grad_(False)
-        models = {"model": model} if reference is None else {"model": model, "reference": reference}
-        state = load_checkpoint(checkpoint, models, optimizers)
-        step, resumed, metrics = state["step"], state["step"], state["metrics"]
-        normalizer.load_state_dict(state["normalizer"])
-        print(f"rl_seq2seq: resumed from {checkpoint} at step {step}")
-    callbacks = CallbackList([MetricsLogger(config.run_dir, resume_step=resumed), *budget, *callbacks])
-    total = config.mle_steps + config.ppo_steps
-    callbacks.on_event("start", {"algorithm": ALGORITHM, "step": step, "total_steps": total,
-                                 "train_examples": len(train.pairs), "reward": reward_fn.formula})
-
-    def save() -> None:
-        models = {"model": model} if reference is None else {"model": model, "reference": reference}
-        path = save_checkpoint(config.run_dir, step, models, optimizers, tokenizer=tokenizer,
-                               keep_last=config.keep_last,
-                               state={"metrics": metrics, "normalizer": normalizer.state_dict()})
-        callbacks.on_event("checkpoint", {"step": step, "path": str(path)})
-
-    def evaluate(phase: str) -> None:
-        nll = evaluate_nll(model, valid)
-        result = {"valid_nll": nll, "valid_perplexity": float(torch.tensor(nll).exp())}
-        if phase == "ppo" or step == config.mle_steps:
-            terms = evaluate_reward(model, tokenizer, valid, reward_fn, config.decoding, config.eval_examples)
-            result |= {"valid_reward": terms.total.mean().item(), "valid_emotion_fit": terms.emotion_fit.mean().item(),
-                       "valid_similarity": terms.similarity.mean().item()}
-        metrics[phase] = {**result, "step": step}
-        callbacks.on_step(step, result)
-        callbacks.on_event("eval", {"step": step, "phase": phase, **result})
-        tqdm.write(f"step {step} ({phase}): " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
-
-    # Batches are a pure function of the step, so a resumed run reads exactly those of an uninterrupted one.
-    mle_batches = Batches(len(train.pairs), config.batch_size, config.seed)
-    ppo_batches = Batches(len(train.pairs), config.rollout_batch, config.seed + 1)
-    stopped = False
-    progress = tqdm(total=total, initial=step, desc="rl_seq2seq", dynamic_ncols=True)
-    while step < total and not stopped:
-        phase = "mle" if step < config.mle_steps else "ppo"
-        if phase == "mle":
-            model.train()
-            rows = mle_batches(step)
-            batch = to_device(collate_pairs([train.pairs[i] for i in rows], model.config), device)
-            loss = mle_loss(model, batch, train.classes[rows].to(device))
-            logged = {"mle_loss": optimizer_step(model, mle_optimizer, loss, step + 1, config.max_grad_norm)}
-        else:
-            if reference is None:
-                reference = copy.deepcopy(model).eval().requires_grad_(False)
-            rows = ppo_batches(step - config.mle_steps)
-            logged = ppo_step(model, reference, ppo_optimizer, tokenizer, [train.contexts[i] for i in rows],
-                              [train.responses[i] for i in rows], train.classes[rows], reward_fn, normalizer,
-                              config, step + 1)
-        step += 1
-        progress.update()
-        if step % config.log_every == 0 or step == total:
-            callbacks.on_step(step, logged)
-            progress.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("mle_loss", "reward", "kl")})
-        if step % config.eval_every == 0 or step == config.mle_steps or step == total:
-            evaluate(phase)
-        stopped = callbacks.should_stop()
-        if step % config.checkpoint_every == 0 or step == config.mle_steps or stopped or step == total:
-            save()
-    progress.close()
-    stop_reason = callbacks.stop_reason() if stopped else ""
-    if stopped:
-        callbacks.on_event("stop", {"step": step, "reason": stop_reason})
-
-    card = ModelCard(name=config.name, algorithm=ALGORITHM, kind="seq2seq", data=", ".join(config.data.sources),
-                     steps=step, config={**to_dict(config), "reward": reward_fn.formula},
-                     metrics={**metrics, **ended(step, total, stop_reason)},
-                     wall_time_s=round(time.time() - started, 1), hardware=hardware_name(device))
-    out = export_seq2seq(model.eval(), tokenizer, emotion_model, card, config.output_dir, config.export_dtype)
-    callbacks.on_event("end", {"step": step, "path": str(out)})
-    return out
+    return train(config, lambda accelerator: RLSeq2SeqTrainer(config, dataset, accelerator), callbacks)

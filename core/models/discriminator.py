@@ -29,11 +29,19 @@ from torch.nn import functional as F
 from core.models.emotion import EmotionClassifier
 from core.models.encoder import CONFIG_FILE, MINILM, EncoderConfig, EncoderModel, TextEncoder
 from core.safe_files import write_checksums
+from core.text import Context
 
-Context = tuple[Sequence[str], str]  # (history, prompt)
 MODES = ("binary", "contrastive")
 EMOTION_DIR = "emotion"
 COURSE_PARTS = 4  # prompt, last earlier utterance, mean of earlier utterances, reply
+
+DISCRIMINATOR_DIR = "discriminator"  # beside a GAIL model's weights
+
+
+def discriminator_dir(path: str | Path) -> Path:
+    """The discriminator a GAIL model saved beside its weights, or `path` itself when it is one."""
+    path = Path(path)
+    return path / DISCRIMINATOR_DIR if (path / DISCRIMINATOR_DIR).is_dir() else path
 
 
 @dataclass
@@ -52,9 +60,6 @@ class DiscriminatorConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"discriminator mode {self.mode!r}; expected one of {', '.join(MODES)}")
-        if self.use_emotion_features and not self.emotion_model:
-            raise ValueError("use_emotion_features needs emotion_model: the directory of a trained emotion "
-                             "classifier (python -m core train emotion)")
 
 
 @dataclass
@@ -91,6 +96,9 @@ class Discriminator(EncoderModel):
         self.emotion = None
         course = 0
         if config.use_emotion_features:
+            if emotion is None and not config.emotion_model:
+                raise ValueError("use_emotion_features needs emotion_model: the directory of a trained emotion "
+                                 "classifier (python -m core train emotion)")
             # A fixed judge: D learns to read it, not to change it.
             self.emotion = (emotion or EmotionClassifier.from_pretrained(config.emotion_model)).freeze()
             course = COURSE_PARTS * len(self.emotion.labels)

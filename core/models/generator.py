@@ -18,9 +18,8 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreT
 from transformers.generation.streamers import BaseStreamer
 
 from core.models import base
-from core.text import Encoded, collate, encode_batch, layout, reply_text
+from core.text import Context, Encoded, collate, encode_batch, layout, reply_text
 
-Context = tuple[Sequence[str], str]  # (history, prompt)
 ADAPTER_CONFIG = "adapter_config.json"  # peft's: a directory holding it is an adapter on a named base
 # The longest input any model is fed (context + reply): a pretrained base accepts 8k tokens, but every token costs
 # time on a CPU, and an EmpatheticDialogues conversation with its reply fits in 256.

@@ -112,11 +112,9 @@ def evaluate(config: EvalConfig, progress: Progress | None = None, data=None, em
         classifier = EmotionClassifier.from_pretrained(config.emotion_model, device=device)
         emotion, emotion_labels = classifier.predict, classifier.labels
     if discriminator is None and config.discriminator:
-        from core.models.discriminator import Discriminator
+        from core.models.discriminator import Discriminator, discriminator_dir
 
-        folder = Path(config.discriminator)
-        folder = folder / "discriminator" if (folder / "discriminator").is_dir() else folder
-        discriminator = Discriminator.from_pretrained(folder, device=device).score
+        discriminator = Discriminator.from_pretrained(discriminator_dir(config.discriminator), device=device).score
     if config.rescore:
         records, meta = read_generations(out, config.models)
     else:
