@@ -4,10 +4,11 @@
 
 For each of rules alone, the semantic layer alone and both (what `core.safety.assess` does): recall on the crisis
 messages of core/safety/data/heldout.txt and false alarms on its hard negatives (nothing was fitted or tuned on that
-file), the false-positive rate on the real test utterances (EmpatheticDialogues test.csv, DailyDialog
-dialogues_test.txt; ordinary conversations, so every hit counts as false, and the hits are printed so that a person
-can judge them), the same among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time
-per message. The rule table is also checked on the lists it was written against (tests/fixtures/, see their headers).
+file; the bars are measured on it), the same on heldout_b.txt (a second held-out part, by a second author), the
+false-positive rate on the real test utterances (EmpatheticDialogues test.csv, DailyDialog dialogues_test.txt;
+ordinary conversations, so every hit counts as false, and the hits are printed so that a person can judge them),
+the same among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time per message. The
+rule table is also checked on the lists it was written against (tests/fixtures/, see their headers).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from core import paths
 from core.safety.crisis import CATEGORIES, assess, assess_rules, normalise
-from core.safety.phrasings import HELDOUT, read_labelled
+from core.safety.phrasings import HELDOUT, HELDOUT_B, Labelled, read_labelled
 
 FIXTURES = paths.REPO_ROOT / "tests" / "fixtures"
 CRISIS_PHRASINGS = FIXTURES / "crisis_phrasings.txt"
@@ -91,6 +92,23 @@ def real_prompts(data_dir: str | os.PathLike | None = None, split: str = "test")
             + [Prompt("dailydialog", u) for u in dd if u])
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """One layer on one held-out file."""
+    recall: float
+    missed: list[str]
+    false_alarms: list[str]
+    negatives: int
+
+    @classmethod
+    def of(cls, said: list[bool], rows: list[Labelled]) -> HeldOut:
+        positives = sum(row.is_crisis for row in rows)
+        return cls(recall=sum(s for s, row in zip(said, rows) if row.is_crisis) / positives,
+                   missed=[row.text for s, row in zip(said, rows) if row.is_crisis and not s],
+                   false_alarms=[row.text for s, row in zip(said, rows) if not row.is_crisis and s],
+                   negatives=len(rows) - positives)
+
+
 @dataclass
 class LayerFigures:
     recall: float
@@ -102,6 +120,7 @@ class LayerFigures:
     fpr: float | None = None  # None when the real data is absent
     sad_hits: int = 0
     false_positives: list[tuple[str, str]] = field(default_factory=list)  # (source, utterance)
+    part_b: HeldOut | None = None  # heldout_b.txt
 
 
 @dataclass
@@ -114,6 +133,7 @@ class SafetyFigures:
     hard_negative_hits: list[tuple[str, str]]  # (message, reason)
     layers: dict[str, LayerFigures] = field(default_factory=dict)  # empty when the semantic layer is unavailable
     positives: int = 0
+    positives_b: int = 0
     prompts: int = 0
     sad_prompts: int = 0
     prompts_by_source: dict[str, int] = field(default_factory=dict)
@@ -162,6 +182,7 @@ def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
     if layer is None:
         return
     heldout = read_labelled(HELDOUT)
+    part_b = read_labelled(HELDOUT_B) if HELDOUT_B.is_file() else []
     messages = [(row.text, list(row.history)) for row in heldout]
     timed = messages + [(p.text, []) for p in prompts[::max(1, len(prompts) // TIMED)][:TIMED]]
     semantic_hits = torch.zeros(0, dtype=torch.bool)
@@ -171,14 +192,14 @@ def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
     sad = torch.tensor([p.emotion in SAD_EMOTIONS for p in prompts], dtype=torch.bool)
     hits = {"rules": rule_hits, "semantic": semantic_hits, "both": rule_hits | semantic_hits}
     figures.positives = sum(row.is_crisis for row in heldout)
+    figures.positives_b = sum(row.is_crisis for row in part_b)
     for name, decide in deciders.items():
-        said = [decide(text, history) for text, history in messages]
+        on_a = HeldOut.of([decide(text, history) for text, history in messages], heldout)
         ms_mean, ms_p95 = _timed(decide, timed, layer)
-        found = LayerFigures(
-            recall=sum(s for s, row in zip(said, heldout) if row.is_crisis) / figures.positives,
-            missed=[row.text for s, row in zip(said, heldout) if row.is_crisis and not s],
-            false_alarms=[row.text for s, row in zip(said, heldout) if not row.is_crisis and s],
-            negatives=len(heldout) - figures.positives, ms_mean=ms_mean, ms_p95=ms_p95)
+        found = LayerFigures(recall=on_a.recall, missed=on_a.missed, false_alarms=on_a.false_alarms,
+                             negatives=on_a.negatives, ms_mean=ms_mean, ms_p95=ms_p95)
+        if part_b:
+            found.part_b = HeldOut.of([decide(row.text, list(row.history)) for row in part_b], part_b)
         if prompts:
             found.fpr = hits[name].float().mean().item()
             found.sad_hits = int(hits[name][sad].sum())
@@ -243,6 +264,12 @@ def report(figures: SafetyFigures) -> str:
                  f"{figures.sad_prompts} of them in ED's {'/'.join(SAD_EMOTIONS)} conversations; time on "
                  f"{figures.threads} torch thread(s)")
     lines += [f"  {row}" for row in _layer_rows(figures)]
+    if both.part_b is not None:
+        lines.append(f"held-out part B ({HELDOUT_B.name}, a second author, never fitted or tuned on): "
+                     f"{figures.positives_b} crisis messages, {both.part_b.negatives} hard negatives")
+        lines += [f"  {name:9s} recall {found.part_b.recall:.1%}, false alarms "
+                  f"{_share(len(found.part_b.false_alarms), found.part_b.negatives)}"
+                  for name, found in figures.layers.items()]
     lines.append(f"  targets for both: recall >= {HELDOUT_RECALL_TARGET:.0%}, false alarms <= "
                  f"{HELDOUT_FALSE_ALARM_TARGET:.0%}, FPR <= {FPR_TARGET:.0%}, < {MS_TARGET:.0f} ms per message")
     lines += [f"  both missed: {text}" for text in both.missed[:SHOWN]]

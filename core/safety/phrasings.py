@@ -1,7 +1,8 @@
-"""The written messages the semantic crisis layer learns from (data/train.txt) and is measured on (data/heldout.txt).
+"""The written messages the semantic crisis layer learns from (data/train.txt) and is measured on (data/heldout.txt,
+data/heldout_b.txt).
 
 Each line is "label | message" or "label | earlier turn || message", the label one of the crisis categories or
-`none`. The held-out file is never read by training (`core.safety.train_semantic`); only the bench reads it.
+`none`. The held-out files are never read by training (`core.safety.train_semantic`); only the bench reads it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from core.safety.crisis import CATEGORIES
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TRAIN = DATA_DIR / "train.txt"
 HELDOUT = DATA_DIR / "heldout.txt"
+HELDOUT_B = DATA_DIR / "heldout_b.txt"  # a second held-out part, by a second author (see its header)
 NONE = "none"
 LABELS = (NONE, *CATEGORIES)
 TURN_BREAK = " || "
