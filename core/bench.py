@@ -21,6 +21,7 @@ from core import bench_options
 from core.bench_options import BenchOptions
 from core.engine.runtime import hardware_name, peak_memory_mb, reset_peak_memory, seed_everything
 from core.models.generator import Decoding, GeneratorConfig, build_generator, generate_encoded, response_logprobs
+from core.models.storage import resolve_device
 from core.text import BOT, USER, Encoded, collate
 
 
@@ -47,7 +48,7 @@ def prepare(size: str, generator: GeneratorConfig, tokenizer: PreTrainedTokenize
             vocab_size: int | None = None, device: str | torch.device | None = None) -> BenchSetup:
     """A generator of the given size (embeddings padded to `vocab_size` when the tokenizer is smaller, so the
     LM head costs what the real one does) and `options.prompts` random prompts ending with `<|bot|>`."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     seed_everything(options.seed)
     model = build_generator(generator, tokenizer)
     if vocab_size and vocab_size > len(tokenizer):

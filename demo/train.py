@@ -68,8 +68,9 @@ def parse_request(settings: Settings, algorithm: Any, preset: Any, base: Any, st
         raise ValueError(f"unknown preset {str(preset)[:40]!r}; choose one of {', '.join(presets())}")
     return Request(algorithm=algorithm, preset=preset, base=str(base or ""),
                    steps=int(clamp(steps, 10, 1, settings.max_train_steps)),
-                   lr=clamp(lr, 1e-5, 1e-7, 1e-2), batch_size=int(clamp(batch_size, 8, 2, settings.max_batch_size)),
-                   kl_coef=clamp(kl_coef, 0.05, 0.0, 1.0),
+                   lr=clamp(lr, recipe_lr(algorithm), 1e-7, 1e-2),
+                   batch_size=int(clamp(batch_size, 8, 2, settings.max_batch_size)),
+                   kl_coef=clamp(kl_coef, recipe_kl(), 0.0, 1.0),
                    d_pretrain_steps=int(clamp(d_pretrain_steps, 0, 0, settings.max_train_steps)),
                    seed=int(clamp(seed, 0, 0, 2**31 - 1)))
 
@@ -77,6 +78,11 @@ def parse_request(settings: Settings, algorithm: Any, preset: Any, base: Any, st
 def recipe_lr(algorithm: str) -> float:
     """The learning rate the recipe itself trains with (configs/<algorithm>.yaml), never a copy of it."""
     return recipes.build_config(algorithm).lr
+
+
+def recipe_kl() -> float:
+    """EmpathyGAIL's KL coefficient (equation 7's C) as its recipe sets it."""
+    return recipes.build_config("empathygail").kl_coef
 
 
 def _context_size(model_dir: Path) -> int:
@@ -249,7 +255,7 @@ def build(store: ModelStore, settings: Settings, chat_model: gr.Dropdown, chat_m
         batch = gr.Slider(2, settings.max_batch_size, value=min(8, settings.max_batch_size), step=1,
                           label="Batch size (GAIL: samples per rollout)")
     with gr.Row():
-        kl = gr.Slider(0.0, 1.0, value=0.05, step=0.01, label="KL coefficient (GAIL)")
+        kl = gr.Slider(0.0, 1.0, value=recipe_kl(), step=0.01, label="KL coefficient (GAIL)")
         d_pre = gr.Slider(0, settings.max_train_steps, value=0, step=1, label="D pre-training steps (GAIL)")
         seed = gr.Number(0, precision=0, label="Seed")
     with gr.Row():

@@ -329,7 +329,9 @@ def test_mle_starts_fresh_adapters_on_the_zero_shot_base_and_refuses_an_adapter(
 def test_gail_request_is_capped(store, settings):
     request = train.parse_request(settings, *form(algorithm="empathygail", steps=10_000, batch_size=999, lr="x",
                                                   kl_coef=-3))
-    assert (request.steps, request.batch_size, request.lr, request.kl_coef) == (60, 8, 1e-5, 0.0)
+    # an unreadable rate falls back to the recipe's own
+    assert (request.steps, request.batch_size, request.lr, request.kl_coef) == (60, 8, train.recipe_lr("empathygail"),
+                                                                                0.0)
     config = train.build_config(settings, request, Path(store.card("MLE").path), "run")
     assert config.steps == 60 and config.buffer_size == 16 and config.algorithm == "empathygail"
     assert Path(config.output_dir) == settings.models_dir / "run" and config.init_from == store.card("MLE").path

@@ -128,7 +128,7 @@ def test_bad_settings_are_named(tmp_path):
     with pytest.raises(ValueError, match="mode 'pairwise'"):
         DiscriminatorConfig(mode="pairwise")
     with pytest.raises(ValueError, match="emotion_model"):
-        DiscriminatorConfig(use_emotion_features=True)
+        Discriminator(DiscriminatorConfig(use_emotion_features=True))
     with pytest.raises(FileNotFoundError, match="config.json is missing"):
         Discriminator.from_pretrained(tmp_path)
 

@@ -77,7 +77,7 @@ class GAILConfig(RunConfig):
     demo_warmup_steps: int = 100  # generator updates with the ratio held at demo_ratio (ppo.demo_ratio)
     layer_norm_epsilon: float = 1e-5  # set when the generator is built (GeneratorConfig); checked here
     eval_every: int = 10
-    # Table 1 says 1e-4, TextGAIL's configs 1e-5 (docs/previews-gpt2.md: with 1e-5 neither D nor G moved on a CPU)
+    # Table 1 says 1e-4, TextGAIL's configs 1e-5; configs/textgail.yaml keeps 1e-5 (docs/previews-gpt2.md: why 1e-4)
     lr: float = 1e-4  # the generator's
     lr_discriminator: float = 1e-4
     # PPO

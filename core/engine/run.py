@@ -50,7 +50,6 @@ class RunConfig:
     steps: int = 1000  # the recipe's updates (GAIL: generator updates; RL-Seq2Seq: PPO steps after its MLE steps)
     lr: float = 1e-4  # the learning rate of those updates
     weight_decay: float = 0.01
-    warmup_steps: int = 0
     max_grad_norm: float = 1.0
     log_every: int = 10
     eval_every: int = 200

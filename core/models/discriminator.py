@@ -50,11 +50,10 @@ class DiscriminatorConfig:
     mode: str = "binary"  # binary | contrastive
     use_history: bool = True
     use_emotion_features: bool = False
-    emotion_model: str | None = None  # a saved EmotionClassifier dir; required by use_emotion_features
+    emotion_model: str | None = None  # a saved EmotionClassifier dir (use_emotion_features); GAIL sets it
     head_hidden: int = 100
     # true: the head also reads the mean over the reply's own tokens. The mean over all tokens is mostly the
-    # context's, which is the same for an expert and a generated reply: a probe on frozen MiniLM features told
-    # them apart 55% of the time from that mean, 70% with the reply's mean beside it (README, Results).
+    # context's, which is the same for an expert and a generated reply (scripts/probe_discriminator.py measures it).
     pool_reply: bool = False
 
     def __post_init__(self) -> None:
@@ -91,14 +90,14 @@ class Discriminator(EncoderModel):
 
     def __init__(self, config: DiscriminatorConfig, tokenizer=None, emotion: EmotionClassifier | None = None):
         super().__init__()
+        if config.use_emotion_features and emotion is None and not config.emotion_model:
+            raise ValueError("use_emotion_features needs emotion_model: the directory of a trained emotion "
+                             "classifier (python -m core train emotion)")
         self.config = config
         self.encoder = TextEncoder(config.encoder, tokenizer)
         self.emotion = None
         course = 0
         if config.use_emotion_features:
-            if emotion is None and not config.emotion_model:
-                raise ValueError("use_emotion_features needs emotion_model: the directory of a trained emotion "
-                                 "classifier (python -m core train emotion)")
             # A fixed judge: D learns to read it, not to change it.
             self.emotion = (emotion or EmotionClassifier.from_pretrained(config.emotion_model)).freeze()
             course = COURSE_PARTS * len(self.emotion.labels)

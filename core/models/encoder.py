@@ -60,8 +60,8 @@ class EncoderConfig:
     max_length: int = 128
     max_reply_tokens: int = 48
     freeze: bool = False  # frozen: no gradients, and a pretrained encoder is not copied into saved weights
-    # With freeze, the top k transformer layers still train and are saved; the rest reloads from the source. A fully
-    # fine-tuned MiniLM is 45 MB in float16, too much to ship beside each GAIL model; its top layer is 3.5 MB.
+    # With freeze, the top k transformer layers still train and are saved; the rest reloads from the source, so a
+    # GAIL model ships its discriminator's top layer, not a copy of all of MiniLM.
     train_top_layers: int = 0
 
 

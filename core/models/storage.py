@@ -1,5 +1,6 @@
-"""How exported weights are stored: float16 halves what ships (checkpoints/ must stay small enough to clone), and
-every loader computes in float32 whatever the stored type, because CPUs are slow at half precision."""
+"""How exported weights are stored and where loaded models compute: float16 halves what ships (checkpoints/ must
+stay small enough to clone), and every loader computes in float32 whatever the stored type, because CPUs are slow
+at half precision."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from collections.abc import Mapping
 import torch
 
 STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """`auto` (or None): cuda when available, else cpu."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def weight_dtype(name: str) -> torch.dtype:

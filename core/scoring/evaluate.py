@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from core import paths
 from core.models.generator import Context, Decoding
 from core.models.card import CARD_FILE, ModelCard, list_models
+from core.models.storage import resolve_device
 from core.registry import load_responder
 from core.scoring import metrics
 from core.scoring.embedding import EncoderUnavailable, SentenceEncoder, load_encoder, pairwise_cosine
@@ -204,11 +205,6 @@ def resolve_models(specs: Sequence[str], checkpoints_dir: str | None = None) -> 
 def _labels(cards: Sequence[ModelCard]) -> list[str]:
     names = [c.name for c in cards]
     return [n if names.count(n) == 1 else f"{n} ({Path(c.path).name})" for n, c in zip(names, cards)]
-
-
-def resolve_device(name: str) -> str:
-    """`auto`: cuda when available, else cpu."""
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def _encoder(config: EvalConfig) -> tuple[SentenceEncoder | None, list[str]]:
