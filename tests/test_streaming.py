@@ -10,7 +10,8 @@ import torch
 
 from core.cli.chat import show_streamed
 from core.engine.checkpoint import export_model
-from core.models.generator import Decoding, GeneratorConfig, LoraSettings, build_generator
+from core.models.generator import (BASE_ROW, Decoding, GeneratorConfig, LoraSettings, adapter_per_row, build_generator,
+                                   using_adapter)
 from core.models.streaming import stream_generation
 from core.models.card import ModelCard, write_base_card
 from core.registry import MODEL_LOCK, CausalLMResponder, load_responder, stream_together
@@ -99,6 +100,23 @@ def test_models_on_one_base_answer_in_one_call_as_each_does_alone(responders, mo
         assert sorted(calls) == [1, 3]  # the GPT-2 of its own, then three rows on the shared base
         assert together[-1] == [responder.respond(*context, greedy) for responder in responders]
     assert len(set(together[-1])) == 4
+
+
+def test_each_row_goes_through_its_own_adapter_and_the_layers_are_restored(responders):
+    shared = responders[0].shared
+    names = [responders[1].adapter, BASE_ROW, responders[0].adapter]
+    ids = shared.tokenizer(EXCHANGES[0][0], return_tensors="pt").input_ids
+    with torch.no_grad():
+        alone = []
+        for name in names:
+            with using_adapter(shared.peft, None if name == BASE_ROW else name):
+                alone.append(shared.peft(input_ids=ids).logits[0])
+        with adapter_per_row(shared.peft, names):
+            together = shared.peft(input_ids=ids.repeat(3, 1)).logits
+    for row in range(3):
+        torch.testing.assert_close(together[row], alone[row], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(alone[0], alone[2], atol=1e-2)  # the adapters really differ
+    assert not any("forward" in vars(module) for module in shared.peft.modules())  # peft's own forward again
 
 
 def _growing(reply: str, consumed: list[str]):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora.layer import LoraLayer
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
@@ -25,7 +27,7 @@ ADAPTER_CONFIG = "adapter_config.json"  # peft's: a directory holding it is an a
 # time on a CPU, and an EmpatheticDialogues conversation with its reply fits in 256.
 MAX_CONTEXT = 256
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
+BASE_ROW = "__base__"  # a row of a mixed-adapter batch that the base answers alone
 
 
 @dataclass
@@ -147,6 +149,40 @@ def using_adapter(model: PreTrainedModel, name: str | None) -> Iterator[PreTrain
         model.set_adapter(active)
 
 
+@contextmanager
+def adapter_per_row(model: PeftModel, names: Sequence[str]) -> Iterator[None]:
+    """Row i of every batch the model sees answers with adapter `names[i]` (BASE_ROW: none). Each LoRA layer computes
+    all rows' updates in two batched matmuls over the rows' stacked (A, B) pairs, where peft's `adapter_names` runs a
+    gather, two matmuls and a scatter for each adapter in every layer at every decoding step. Vanilla LoRA only."""
+    patched = []
+    for module in model.modules():
+        if not (isinstance(module, LoraLayer) and any(n in module.lora_A for n in names)):
+            continue
+        if module.lora_variant or any(module.lora_B[n].bias is not None for n in names if n in module.lora_B):
+            raise ValueError("adapter_per_row serves vanilla LoRA adapters only")
+        weight = next(module.lora_A[n].weight for n in names if n in module.lora_A)
+        rank = max(module.lora_A[n].weight.shape[0] for n in names if n in module.lora_A)
+        a = weight.new_zeros(len(names), weight.shape[1], rank)  # a base row's update is zero
+        b = weight.new_zeros(len(names), rank, module.base_layer.out_features)
+        for row, name in enumerate(names):
+            if name in module.lora_A:
+                r = module.lora_A[name].weight.shape[0]
+                a[row, :, :r] = module.lora_A[name].weight.T
+                b[row, :r] = module.lora_B[name].weight.T * module.scaling[name]
+        module.forward = partial(_rows_forward, module.base_layer, a, b)
+        patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+def _rows_forward(base_layer: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, x: torch.Tensor,
+                  *args, **kwargs) -> torch.Tensor:
+    return base_layer(x) + torch.bmm(torch.bmm(x.to(a.dtype), a), b).to(x.dtype)
+
+
 def context_length(model: PreTrainedModel) -> int:
     positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
     return min(int(positions), MAX_CONTEXT)
@@ -173,13 +209,12 @@ def generate_encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     stop = layout(tokenizer).stops
     options = dict(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0) \
         if decoding.do_sample else dict(do_sample=False)
-    if adapter_names is not None:
-        options["adapter_names"] = list(adapter_names)
     # A seed fixes this call's samples without disturbing the caller's random stream; without one, the global
     # generator advances as usual, so consecutive rollouts differ.
     seeded = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [],
                                    enabled=decoding.seed is not None)
-    with seeded:
+    rows = adapter_per_row(model, adapter_names) if adapter_names is not None else nullcontext()
+    with seeded, rows:
         if decoding.seed is not None:
             torch.manual_seed(decoding.seed)
         output = model.generate(
