@@ -114,7 +114,7 @@ def train(config: RunConfig, build: Callable[[Accelerator], Trainer], callbacks:
     step, wall_before, metrics = 0, 0.0, {}
     if found is not None:
         state = trainer.restore(found)  # also the random generators
-        step, wall_before, metrics = state["step"], state["wall_time_s"], state["metrics"]
+        step, wall_before, metrics = state["step"], state.get("wall_time_s", 0.0), state["metrics"]
     callbacks = CallbackList([*([MetricsLogger(run_dir, resume_step=step if found else None)] if main else []),
                               *budget, *callbacks])
     if found is not None:
