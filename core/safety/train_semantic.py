@@ -33,11 +33,12 @@ import torch
 from core import safety_bench
 from core.atomic import write_directory
 from core.safety.crisis import assess_rules, normalise
-from core.safety.phrasings import LABELS, NONE, TRAIN, read_labelled
+from core.safety.phrasings import LABELS, NONE, TRAIN, Labelled, read_labelled
 from core.safety.semantic import HEAD_DIR, TRAINING_FILE, CrisisClassifier, CrisisConfig
 from core.safety_bench import SAD_EMOTIONS
 
 FPR_BUDGET = 0.005  # half the bench's 1% target on the test prompts: room for the layer's own variance
+BUDGETS = (0.0025, 0.005, 0.0075, 0.01)  # compared on a validation split (--validation-share)
 ORDINARY_PER_EPOCH = 4000
 CONTEXT_WEIGHT = 0.3  # the context-flag copies, relative to the message read alone
 # A written step back after a crisis turn ("thank you, I will call them") counts this much more than another
@@ -54,11 +55,18 @@ class Example:
     group: str  # "crisis", "negative" or "ordinary": the weight groups
 
 
-def written_examples() -> list[tuple[Example, bool]]:
+def split_train(share: float, seed: int) -> tuple[list[Labelled], list[Labelled]]:
+    """train.txt as (fitted, validation): a seeded `share` of its lines set aside to choose settings on."""
+    rows = read_labelled(TRAIN)
+    chosen = set(random.Random(seed).sample(range(len(rows)), int(share * len(rows))))
+    return [r for i, r in enumerate(rows) if i not in chosen], [r for i, r in enumerate(rows) if i in chosen]
+
+
+def written_examples(train_rows: list[Labelled] | None = None) -> list[tuple[Example, bool]]:
     """(example, is the original message read alone) for every written message the layer may learn from."""
     rows = [(category, text, ()) for category, text in safety_bench.read_crisis_phrasings()]
     rows += [(NONE, text, ()) for text in safety_bench.read_non_crisis_phrasings()]
-    rows += [(row.label, row.text, row.history) for row in read_labelled(TRAIN)]
+    rows += [(row.label, row.text, row.history) for row in (read_labelled(TRAIN) if train_rows is None else train_rows)]
     out = []
     for label, text, history in rows:
         context = bool(history) and assess_rules(history[-1]).is_crisis
@@ -127,6 +135,22 @@ def choose_threshold(scores: torch.Tensor, budget: float = FPR_BUDGET) -> float:
     return stored.item()
 
 
+def validation_figures(model: CrisisClassifier, rows: list[Labelled], scores: torch.Tensor) -> dict:
+    """Both layers on the train.txt lines set aside, at the threshold of each ED/DD validation FPR budget."""
+    texts = [normalise(row.text) for row in rows]
+    context = [bool(row.history) and assess_rules(row.history[-1]).is_crisis for row in rows]
+    probability = model.crisis_probability(texts, context)
+    rules = torch.tensor([assess_rules(row.text, row.history).is_crisis for row in rows])
+    crisis = torch.tensor([row.is_crisis for row in rows])
+    out = {}
+    for budget in BUDGETS:
+        said = rules | (probability >= choose_threshold(scores, budget))
+        out[f"{budget:.4f}"] = {"recall": said[crisis].float().mean().item(),
+                                "false_alarms": said[~crisis].float().mean().item(),
+                                "validation_fpr": (scores >= choose_threshold(scores, budget)).float().mean().item()}
+    return {"crisis": int(crisis.sum()), "none": int((~crisis).sum()), "by_fpr_budget": out}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.safety.train_semantic", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,9 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(HEAD_DIR), help=f"where the layer is saved (default {HEAD_DIR})")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation-share", type=float, default=0.0,
+                        help="set this share of train.txt aside and report both layers on it at several FPR budgets "
+                             "(to choose settings on; the shipped head is trained with 0, on every line)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    written = written_examples()
+    fitted, set_aside = split_train(args.validation_share, args.seed)
+    written = written_examples(fitted)
     ordinary = [normalise(p.text) for p in safety_bench.real_prompts(args.data_dir, "train")]
     ordinary = [text for text in ordinary if text.strip() and not assess_rules(text).is_crisis]
     validation = safety_bench.real_prompts(args.data_dir, "validation")
@@ -150,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     threshold = choose_threshold(scores)
     model.threshold.fill_(threshold)
     sad = torch.tensor([p.emotion in SAD_EMOTIONS for p in validation])
+    split = validation_figures(model, set_aside, scores) if set_aside else None
+    if split:
+        print(json.dumps(split, indent=2), flush=True)
     figures = {
         "threshold": threshold, "fpr_budget": FPR_BUDGET,
         "validation_fpr": (scores >= threshold).float().mean().item(),
@@ -162,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "written_messages": len(written), "ordinary_per_epoch": ORDINARY_PER_EPOCH,
         "validation_utterances": len(validation), "epochs": args.epochs, "seed": args.seed,
         "threshold_choice": figures, "seconds": round(time.perf_counter() - began),
+        **({"validation_split": {"share": args.validation_share, **split}} if split else {}),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
     }
 
