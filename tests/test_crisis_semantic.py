@@ -85,6 +85,18 @@ NOT_CRISIS = [
     "I used to cut myself in high school, I've been fine for years.",
     "My doctor put me on a higher dose of my antidepressant and it's working.",
 ]
+# One line of everyday sadness: a sad person deserves an empathetic reply, not a hotline. (The head retrained on the
+# third round of train.txt read "I feel lonely" and "I feel sad" as crises; a fourth round of short sad negatives
+# followed, in other words than these.)
+SHORT_SADNESS = [
+    "I feel lonely",
+    "I feel so sad today",
+    "i'm really down this week",
+    "I am depressed about my exams",
+    "Life is hard right now",
+    "I feel tired all the time",
+    "I feel alone at school",
+]
 
 
 def _written_messages() -> set[str]:
@@ -96,7 +108,7 @@ def _written_messages() -> set[str]:
 
 def test_these_phrasings_are_in_no_training_or_held_out_file():
     written = {text.lower() for text in _written_messages()}
-    mine = [text for _, texts in FAMILIES.values() for text in texts] + NOT_CRISIS + [FOLLOW_UP]
+    mine = [text for _, texts in FAMILIES.values() for text in texts] + NOT_CRISIS + SHORT_SADNESS + [FOLLOW_UP]
     assert [text for text in mine if text.lower() in written] == []
 
 
@@ -130,6 +142,13 @@ def test_the_semantic_layer_catches_what_the_rules_miss(text):
 def test_look_alikes_are_not_crisis(text):
     found = assess(text)
     assert not found.is_crisis and "semantic p=" in found.reason, found
+
+
+@needs_minilm
+@pytest.mark.parametrize("text", SHORT_SADNESS)
+def test_a_line_of_everyday_sadness_is_not_crisis(text):
+    found = assess(text)
+    assert not found.is_crisis, found
 
 
 @needs_minilm
