@@ -5,9 +5,10 @@
 Start: cold (the base converted from its wheel into an empty cache, then every model loaded, in a new process) and
 warm (a new process loading every model from the converted base). One chat reply of the default model, streamed:
 time to first token p50/p95, tokens per second while writing, the whole 30-token reply p50/p95. The Compare tab:
-every model's 30-token reply, streamed, the models on one base in one batched call. The plain way: one unbatched,
-unstreamed float32 `generate` per reply and per model in turn. Precision: perplexity per word on ED test replies and
-the greedy Table 3 replies in float32 and in the precision served.
+every model's 30-token reply, streamed, the models on one base in one batched call; that call's stacked LoRA beside
+peft's own mixed batch. The plain way: one unbatched, unstreamed float32 `generate` per reply and per model in turn.
+Precision: perplexity per word on ED test replies and the greedy Table 3 replies in float32 and in the precision
+served.
 
 Targets (2 CPU cores, quiet machine): first token p50 at most 0.5 s, at least 12 tokens/s, Compare within 1.5x one
 model's reply, warm start at most 10 s. The exit status is 0 when every target is met.
@@ -29,10 +30,11 @@ import torch
 
 from core import paths
 from core.models import base
-from core.models.generator import Decoding, is_adapter, serving_dtype
+from core.models.generator import BASE_ROW, Decoding, is_adapter, serving_dtype
 from core.models.card import list_models
 from core.registry import Responder, load_responder, stream_together
 from core.scoring.metrics import perplexity
+from core.text import collate, encode_batch
 
 # The method's Table 3 prompts: what a person types first in the demo.
 PROMPTS = [
@@ -129,6 +131,33 @@ def compare_all(responders: list[Responder], plain: list[Responder], one: float,
             "speed-up, compare": statistics.median(in_turn) / batched}
 
 
+def adapter_rows(responders: list[Responder], rounds: int) -> dict[str, float]:
+    """The models on one base in one greedy batched call, a row each: stacked LoRA (`adapter_per_row`, what serves)
+    against peft's own mixed batch (`adapter_names`, which loops over the adapters in every layer at every step)."""
+    rows = [r for r in responders if getattr(r, "shared", None) is not None]
+    if len(rows) < 2:
+        return {}
+    shared, names = rows[0].shared, [r.adapter or BASE_ROW for r in rows]
+    tokenizer, decoding = shared.tokenizer, Decoding(do_sample=False, max_new_tokens=REPLY_TOKENS,
+                                                     min_new_tokens=REPLY_TOKENS)
+    stacked, looped = [], []
+    for i in range(rounds):
+        contexts = [PROMPTS[i % len(PROMPTS)]] * len(rows)
+        tic = time.perf_counter()
+        shared.generate_mixed([r.adapter for r in rows], contexts, decoding)
+        stacked.append(time.perf_counter() - tic)
+        batch = collate(encode_batch(tokenizer, [(h, p, None) for h, p in contexts], 256), tokenizer.pad_token_id,
+                        left_pad=True)
+        tic = time.perf_counter()
+        with torch.no_grad():
+            shared.peft.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 adapter_names=names, do_sample=False, max_new_tokens=REPLY_TOKENS,
+                                 min_new_tokens=REPLY_TOKENS, pad_token_id=tokenizer.pad_token_id)
+        looped.append(time.perf_counter() - tic)
+    return {"adapter rows p50 (s)": statistics.median(stacked), "peft mixed batch p50 (s)": statistics.median(looped),
+            "speed-up, adapter rows": statistics.median(looped) / statistics.median(stacked)}
+
+
 def quality(served: Responder, reference: Responder, examples: int, data_dir: str | None) -> dict[str, float]:
     """Perplexity per word on ED test replies, and the greedy Table 3 replies, in both precisions."""
     from core.scoring.evaluate import EvalConfig, load_rows
@@ -173,6 +202,7 @@ def main(checkpoints_dir: str | None = None, replies: int = 20, precision: str =
         responder.respond(*PROMPTS[0], Decoding(max_new_tokens=4, seed=0))
     figures.update(one_reply(served[name], plain[name], replies))
     figures.update(compare_all(list(served.values()), list(plain.values()), figures["reply p50 (s)"], rounds))
+    figures.update(adapter_rows(list(served.values()), rounds))
     if examples and dtype != torch.float32 and served[name].card.kind != "seq2seq":
         figures.update(quality(served[name], plain[name], examples, data_dir))
 

@@ -6,7 +6,11 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from core.models.generator import GeneratorConfig, build_generator
+import torch
+
+from core.engine.checkpoint import export_model
+from core.models.card import ModelCard, write_base_card
+from core.models.generator import GeneratorConfig, LoraSettings, build_generator
 from core.text import SYSTEM_PROMPT, train_tokenizer
 
 TINY_GENERATOR = GeneratorConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, dropout=0.1)
@@ -87,3 +91,26 @@ def tiny_llama_base(directory: Path) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+TINY_LORA = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"],
+                         top_layers=1)
+
+
+def adapters_on_tiny_base(root: Path) -> list[Path]:
+    """Two exported adapters (random, clearly different) and a zero-shot card on one tiny Llama base."""
+    from core.text import load_tokenizer
+
+    base_dir = tiny_llama_base(root / "base")
+    tokenizer = load_tokenizer(base_dir)
+    paths = []
+    for seed, name in enumerate(["one", "two"]):
+        torch.manual_seed(seed)
+        model = build_generator(GeneratorConfig(name_or_path=str(base_dir), lora=TINY_LORA), tokenizer).eval()
+        with torch.no_grad():
+            for parameter_name, parameter in model.named_parameters():
+                if "lora_B" in parameter_name:
+                    parameter.normal_(0, 0.5)
+        paths.append(export_model(model, tokenizer, ModelCard(name=name, algorithm="mle"), root / name,
+                                  dtype="float32"))
+    return [*paths, write_base_card(root / "zero-shot", name=str(base_dir))]

@@ -4,7 +4,8 @@ import pytest
 
 from core import serve_bench
 from core.models.card import ModelCard
-from tests.engine_fixtures import tiny_generator, toy_tokenizer
+from core.registry import load_responder
+from tests.engine_fixtures import adapters_on_tiny_base, tiny_generator, toy_tokenizer
 
 
 def test_serve_bench_loads_every_model_and_times_replies(tmp_path, capsys):
@@ -26,6 +27,15 @@ def test_serve_bench_loads_every_model_and_times_replies(tmp_path, capsys):
     assert figures["tokens/s"] > 0 and figures["speed-up, one reply"] > 0
     assert figures["compare / one reply"] == pytest.approx(figures["compare p50 (s)"] / figures["reply p50 (s)"])
     assert ("missed" in out) == (status == 1)
+
+
+def test_the_adapter_rows_are_timed_beside_peft_s_own_mixed_batch(tmp_path):
+    responders = [load_responder(path) for path in adapters_on_tiny_base(tmp_path)]
+    figures = serve_bench.adapter_rows(responders, rounds=2)
+    assert figures["adapter rows p50 (s)"] > 0 and figures["peft mixed batch p50 (s)"] > 0
+    assert figures["speed-up, adapter rows"] == pytest.approx(figures["peft mixed batch p50 (s)"]
+                                                              / figures["adapter rows p50 (s)"])
+    assert serve_bench.adapter_rows(responders[:1], rounds=1) == {}  # one model on the base: nothing to batch
 
 
 def test_serve_bench_without_models_says_how_to_make_them(tmp_path, capsys):

@@ -9,40 +9,22 @@ import pytest
 import torch
 
 from core.cli.chat import show_streamed
-from core.engine.checkpoint import export_model
-from core.models.generator import (BASE_ROW, Decoding, GeneratorConfig, LoraSettings, adapter_per_row, build_generator,
-                                   using_adapter)
+from core.models.generator import (BASE_ROW, Decoding, adapter_per_row, using_adapter)
 from core.models.streaming import stream_generation
-from core.models.card import ModelCard, write_base_card
+from core.models.card import ModelCard
 from core.registry import MODEL_LOCK, CausalLMResponder, load_responder, stream_together
 from core.safety import CRISIS_REPLY, safe_stream
 from core.safety.guard import HOLD_BACK_WORDS, IDENTITY_FALLBACK
 from core.serving import ReplyBatcher
-from core.text import load_tokenizer
-from engine_fixtures import EXCHANGES, tiny_generator, tiny_llama_base, toy_tokenizer
+from engine_fixtures import EXCHANGES, adapters_on_tiny_base, tiny_generator, toy_tokenizer
 
-LORA = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"],
-                    top_layers=1)
 CONTEXTS = [([], p) for p, _ in EXCHANGES[:3]] + [(["Hi there.", "Hello, how are you?"], EXCHANGES[4][0])]
 
 
 @pytest.fixture(scope="module")
 def responders(tmp_path_factory):
     """Two adapters and the zero-shot base on one tiny Llama, and a GPT-2 of its own."""
-    root = tmp_path_factory.mktemp("models")
-    base_dir = tiny_llama_base(root / "base")
-    tokenizer = load_tokenizer(base_dir)
-    paths = []
-    for seed, name in enumerate(["one", "two"]):
-        torch.manual_seed(seed)
-        model = build_generator(GeneratorConfig(name_or_path=str(base_dir), lora=LORA), tokenizer).eval()
-        with torch.no_grad():
-            for parameter_name, parameter in model.named_parameters():
-                if "lora_B" in parameter_name:
-                    parameter.normal_(0, 0.5)
-        paths.append(export_model(model, tokenizer, ModelCard(name=name, algorithm="mle"), root / name,
-                                  dtype="float32"))
-    paths.append(write_base_card(root / "zero-shot", name=str(base_dir)))
+    paths = adapters_on_tiny_base(tmp_path_factory.mktemp("models"))
     gpt2_tokenizer = toy_tokenizer()
     own = CausalLMResponder(tiny_generator(gpt2_tokenizer), gpt2_tokenizer, ModelCard(name="own", algorithm="mle"))
     return [load_responder(path) for path in paths] + [own]
