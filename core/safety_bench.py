@@ -18,78 +18,21 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import pandas as pd
 import torch
 
-from core import paths
 from core.safety.crisis import CATEGORIES, assess, assess_rules, normalise
-from core.safety.phrasings import HELDOUT, HELDOUT_B, Labelled, read_labelled
+from core.safety.phrasings import (HELDOUT, HELDOUT_B, SAD_EMOTIONS, Labelled, Prompt, read_crisis_phrasings,
+                                   read_labelled, read_non_crisis_phrasings, real_prompts)
 
-FIXTURES = paths.REPO_ROOT / "tests" / "fixtures"
-CRISIS_PHRASINGS = FIXTURES / "crisis_phrasings.txt"
-NON_CRISIS_PHRASINGS = FIXTURES / "non_crisis_phrasings.txt"
 RECALL_TARGET = 0.95  # the rule table on its own lists
 FPR_TARGET = 0.01
 HELDOUT_RECALL_TARGET = 0.97  # both layers
 HELDOUT_FALSE_ALARM_TARGET = 0.03
 MS_TARGET = 20.0
 LAYERS = ("rules", "semantic", "both")
-SAD_EMOTIONS = ("sad", "devastated", "lonely", "afraid", "anxious")
 TIMED = 200  # real test utterances timed one by one (with the held-out messages)
 SHOWN = 10  # false positives and misses printed
-
-
-def _lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"phrasing list {path} not found")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
-
-
-def read_crisis_phrasings(path: Path = CRISIS_PHRASINGS) -> list[tuple[str, str]]:
-    """(category, message) pairs from lines "category | message"."""
-    pairs = []
-    for line in _lines(path):
-        category, sep, text = line.partition(" | ")
-        if not sep or category not in CATEGORIES:
-            raise ValueError(f"{path}: expected 'category | message' with a category in {CATEGORIES}, got {line!r}")
-        pairs.append((category, text.strip()))
-    return pairs
-
-
-def read_non_crisis_phrasings(path: Path = NON_CRISIS_PHRASINGS) -> list[str]:
-    return _lines(path)
-
-
-@dataclass(frozen=True)
-class Prompt:
-    source: str  # "empatheticdialogues" or "dailydialog"
-    text: str
-    emotion: str = ""  # EmpatheticDialogues' emotion label of the conversation ("" for DailyDialog)
-
-
-# The split's name in each dataset's own layout.
-SPLITS = {"train": ("train", "train"), "validation": ("valid", "validation"), "test": ("test", "test")}
-
-
-def real_prompts(data_dir: str | os.PathLike | None = None, split: str = "test") -> list[Prompt]:
-    """Every utterance of the EmpatheticDialogues and DailyDialog `split` (train, validation or test)."""
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
-    ed_split, dd_split = SPLITS[split]
-    root = paths.data_dir(data_dir)
-    ed_file = root / "empatheticdialogues" / f"{ed_split}.csv"
-    dd_file = root / "dailydialog" / dd_split / f"dialogues_{dd_split}.txt"
-    for file in (ed_file, dd_file):
-        if not file.is_file():
-            raise FileNotFoundError(f"{split} split {file} not found (set ${paths.DATA_ENV} or pass the data "
-                                    f"directory)")
-    ed = pd.read_csv(ed_file, keep_default_na=False)
-    dd = [u.strip() for line in dd_file.read_text(encoding="utf-8").splitlines() for u in line.split("__eou__")]
-    return ([Prompt("empatheticdialogues", u, e) for u, e in zip(ed["utterance"], ed["context"]) if u.strip()]
-            + [Prompt("dailydialog", u) for u in dd if u])
 
 
 @dataclass(frozen=True)

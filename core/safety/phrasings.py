@@ -1,15 +1,22 @@
-"""The written messages the semantic crisis layer learns from (data/train.txt) and is measured on (data/heldout.txt,
-data/heldout_b.txt).
+"""The messages crisis recognition learns from and is measured on, and their readers.
 
-Each line is "label | message" or "label | earlier turn || message", the label one of the crisis categories or
-`none`. The held-out files are never read by training (`core.safety.train_semantic`); only the bench reads it.
+- data/train.txt (the semantic layer learns from it), data/heldout.txt and data/heldout_b.txt (only the bench reads
+  them, never training: `core.safety.train_semantic`): each line is "label | message" or "label | earlier turn ||
+  message", the label one of the crisis categories or `none`;
+- tests/fixtures/crisis_phrasings.txt and non_crisis_phrasings.txt, the lists the rule table was written against;
+- the EmpatheticDialogues and DailyDialog utterances of a split (`real_prompts`): train to learn from, validation to
+  choose the threshold on, test for the bench.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from core import paths
 from core.safety.crisis import CATEGORIES
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -19,6 +26,10 @@ HELDOUT_B = DATA_DIR / "heldout_b.txt"  # a second held-out part, by a second au
 NONE = "none"
 LABELS = (NONE, *CATEGORIES)
 TURN_BREAK = " || "
+FIXTURES = paths.REPO_ROOT / "tests" / "fixtures"  # the lists the rule table was written against
+CRISIS_PHRASINGS = FIXTURES / "crisis_phrasings.txt"
+NON_CRISIS_PHRASINGS = FIXTURES / "non_crisis_phrasings.txt"
+SAD_EMOTIONS = ("sad", "devastated", "lonely", "afraid", "anxious")
 
 
 @dataclass(frozen=True)
@@ -47,3 +58,54 @@ def read_labelled(path: Path) -> list[Labelled]:
         *earlier, text = [part.strip() for part in rest.split(TURN_BREAK)]
         rows.append(Labelled(label, text, tuple(earlier)))
     return rows
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"phrasing list {path} not found")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def read_crisis_phrasings(path: Path = CRISIS_PHRASINGS) -> list[tuple[str, str]]:
+    """(category, message) pairs from lines "category | message"."""
+    pairs = []
+    for line in _lines(path):
+        category, sep, text = line.partition(" | ")
+        if not sep or category not in CATEGORIES:
+            raise ValueError(f"{path}: expected 'category | message' with a category in {CATEGORIES}, got {line!r}")
+        pairs.append((category, text.strip()))
+    return pairs
+
+
+def read_non_crisis_phrasings(path: Path = NON_CRISIS_PHRASINGS) -> list[str]:
+    return _lines(path)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    source: str  # "empatheticdialogues" or "dailydialog"
+    text: str
+    emotion: str = ""  # EmpatheticDialogues' emotion label of the conversation ("" for DailyDialog)
+
+
+# The split's name in each dataset's own layout.
+SPLITS = {"train": ("train", "train"), "validation": ("valid", "validation"), "test": ("test", "test")}
+
+
+def real_prompts(data_dir: str | os.PathLike | None = None, split: str = "test") -> list[Prompt]:
+    """Every utterance of the EmpatheticDialogues and DailyDialog `split` (train, validation or test)."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    ed_split, dd_split = SPLITS[split]
+    root = paths.data_dir(data_dir)
+    ed_file = root / "empatheticdialogues" / f"{ed_split}.csv"
+    dd_file = root / "dailydialog" / dd_split / f"dialogues_{dd_split}.txt"
+    for file in (ed_file, dd_file):
+        if not file.is_file():
+            raise FileNotFoundError(f"{split} split {file} not found (set ${paths.DATA_ENV} or pass the data "
+                                    f"directory)")
+    ed = pd.read_csv(ed_file, keep_default_na=False)
+    dd = [u.strip() for line in dd_file.read_text(encoding="utf-8").splitlines() for u in line.split("__eou__")]
+    return ([Prompt("empatheticdialogues", u, e) for u, e in zip(ed["utterance"], ed["context"]) if u.strip()]
+            + [Prompt("dailydialog", u) for u in dd if u])

@@ -30,12 +30,11 @@ from pathlib import Path
 
 import torch
 
-from core import safety_bench
 from core.atomic import write_directory
 from core.safety.crisis import assess_rules, normalise
-from core.safety.phrasings import LABELS, NONE, TRAIN, Labelled, read_labelled
+from core.safety.phrasings import (LABELS, NONE, SAD_EMOTIONS, TRAIN, Labelled, read_crisis_phrasings,
+                                   read_labelled, read_non_crisis_phrasings, real_prompts)
 from core.safety.semantic import HEAD_DIR, TRAINING_FILE, CrisisClassifier, CrisisConfig
-from core.safety_bench import SAD_EMOTIONS
 
 FPR_BUDGET = 0.005  # half the bench's 1% target on the test prompts: room for the layer's own variance
 BUDGETS = (0.0025, 0.005, 0.0075, 0.01)  # compared on a validation split (--validation-share)
@@ -64,8 +63,8 @@ def split_train(share: float, seed: int) -> tuple[list[Labelled], list[Labelled]
 
 def written_examples(train_rows: list[Labelled] | None = None) -> list[tuple[Example, bool]]:
     """(example, is the original message read alone) for every written message the layer may learn from."""
-    rows = [(category, text, ()) for category, text in safety_bench.read_crisis_phrasings()]
-    rows += [(NONE, text, ()) for text in safety_bench.read_non_crisis_phrasings()]
+    rows = [(category, text, ()) for category, text in read_crisis_phrasings()]
+    rows += [(NONE, text, ()) for text in read_non_crisis_phrasings()]
     rows += [(row.label, row.text, row.history) for row in (read_labelled(TRAIN) if train_rows is None else train_rows)]
     out = []
     for label, text, history in rows:
@@ -166,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     fitted, set_aside = split_train(args.validation_share, args.seed)
     written = written_examples(fitted)
-    ordinary = [normalise(p.text) for p in safety_bench.real_prompts(args.data_dir, "train")]
+    ordinary = [normalise(p.text) for p in real_prompts(args.data_dir, "train")]
     ordinary = [text for text in ordinary if text.strip() and not assess_rules(text).is_crisis]
-    validation = safety_bench.real_prompts(args.data_dir, "validation")
+    validation = real_prompts(args.data_dir, "validation")
     print(f"{len(written)} written messages, {len(ordinary)} ordinary to sample from, "
           f"{len(validation)} validation utterances for the threshold", flush=True)
 
