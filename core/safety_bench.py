@@ -4,7 +4,8 @@
 
 For each of rules alone, the semantic layer alone and both (what `core.safety.assess` does): recall on the crisis
 messages of core/safety/data/heldout.txt and false alarms on its hard negatives (nothing was fitted or tuned on that
-file; the bars are measured on it), the same on heldout_b.txt (a second held-out part, by a second author), the
+file; the bars are measured on it), the same on heldout_b.txt and heldout_c.txt (held-out parts B and C, by a
+second and a third author), the
 false-positive rate on the real test utterances (EmpatheticDialogues test.csv, DailyDialog dialogues_test.txt;
 ordinary conversations, so every hit counts as false, and the hits are printed so that a person can judge them),
 the same among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time per message. The
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from core.safety.crisis import CATEGORIES, assess, assess_rules, normalise
-from core.safety.phrasings import (HELDOUT, HELDOUT_B, SAD_EMOTIONS, Labelled, Prompt, read_crisis_phrasings,
+from core.safety.phrasings import (HELDOUT, HELDOUT_B, HELDOUT_C, SAD_EMOTIONS, Labelled, Prompt, read_crisis_phrasings,
                                    read_labelled, read_non_crisis_phrasings, real_prompts)
 
 RECALL_TARGET = 0.95  # the rule table on its own lists
@@ -64,6 +65,7 @@ class LayerFigures:
     sad_hits: int = 0
     false_positives: list[tuple[str, str]] = field(default_factory=list)  # (source, utterance)
     part_b: HeldOut | None = None  # heldout_b.txt
+    part_c: HeldOut | None = None  # heldout_c.txt
 
 
 @dataclass
@@ -77,6 +79,7 @@ class SafetyFigures:
     layers: dict[str, LayerFigures] = field(default_factory=dict)  # empty when the semantic layer is unavailable
     positives: int = 0
     positives_b: int = 0
+    positives_c: int = 0
     prompts: int = 0
     sad_prompts: int = 0
     prompts_by_source: dict[str, int] = field(default_factory=dict)
@@ -126,6 +129,7 @@ def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
         return
     heldout = read_labelled(HELDOUT)
     part_b = read_labelled(HELDOUT_B) if HELDOUT_B.is_file() else []
+    part_c = read_labelled(HELDOUT_C) if HELDOUT_C.is_file() else []
     messages = [(row.text, list(row.history)) for row in heldout]
     timed = messages + [(p.text, []) for p in prompts[::max(1, len(prompts) // TIMED)][:TIMED]]
     semantic_hits = torch.zeros(0, dtype=torch.bool)
@@ -136,6 +140,7 @@ def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
     hits = {"rules": rule_hits, "semantic": semantic_hits, "both": rule_hits | semantic_hits}
     figures.positives = sum(row.is_crisis for row in heldout)
     figures.positives_b = sum(row.is_crisis for row in part_b)
+    figures.positives_c = sum(row.is_crisis for row in part_c)
     for name, decide in deciders.items():
         on_a = HeldOut.of([decide(text, history) for text, history in messages], heldout)
         ms_mean, ms_p95 = _timed(decide, timed, layer)
@@ -143,6 +148,8 @@ def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
                              negatives=on_a.negatives, ms_mean=ms_mean, ms_p95=ms_p95)
         if part_b:
             found.part_b = HeldOut.of([decide(row.text, list(row.history)) for row in part_b], part_b)
+        if part_c:
+            found.part_c = HeldOut.of([decide(row.text, list(row.history)) for row in part_c], part_c)
         if prompts:
             found.fpr = hits[name].float().mean().item()
             found.sad_hits = int(hits[name][sad].sum())
@@ -207,11 +214,15 @@ def report(figures: SafetyFigures) -> str:
                  f"{figures.sad_prompts} of them in ED's {'/'.join(SAD_EMOTIONS)} conversations; time on "
                  f"{figures.threads} torch thread(s)")
     lines += [f"  {row}" for row in _layer_rows(figures)]
-    if both.part_b is not None:
-        lines.append(f"held-out part B ({HELDOUT_B.name}, a second author, never fitted or tuned on): "
-                     f"{figures.positives_b} crisis messages, {both.part_b.negatives} hard negatives")
-        lines += [f"  {name:9s} recall {found.part_b.recall:.1%}, false alarms "
-                  f"{_share(len(found.part_b.false_alarms), found.part_b.negatives)}"
+    for part, path, author, positives in (("B", HELDOUT_B, "a second", figures.positives_b),
+                                          ("C", HELDOUT_C, "a third", figures.positives_c)):
+        held = getattr(both, f"part_{part.lower()}")
+        if held is None:
+            continue
+        lines.append(f"held-out part {part} ({path.name}, {author} author, never fitted or tuned on): "
+                     f"{positives} crisis messages, {held.negatives} hard negatives")
+        lines += [f"  {name:9s} recall {getattr(found, f'part_{part.lower()}').recall:.1%}, false alarms "
+                  f"{_share(len(getattr(found, f'part_{part.lower()}').false_alarms), held.negatives)}"
                   for name, found in figures.layers.items()]
     lines.append(f"  targets for both: recall >= {HELDOUT_RECALL_TARGET:.0%}, false alarms <= "
                  f"{HELDOUT_FALSE_ALARM_TARGET:.0%}, FPR <= {FPR_TARGET:.0%}, < {MS_TARGET:.0f} ms per message")

@@ -1,8 +1,8 @@
 """The messages crisis recognition learns from and is measured on, and their readers.
 
-- data/train.txt (the semantic layer learns from it), data/heldout.txt and data/heldout_b.txt (only the bench reads
-  them, never training: `core.safety.train_semantic`): each line is "label | message" or "label | earlier turn ||
-  message", the label one of the crisis categories or `none`;
+- data/train.txt (the semantic layer learns from it), data/heldout.txt, heldout_b.txt and heldout_c.txt (only the
+  bench reads them, never training: `core.safety.train_semantic`): each line is "label | message" or "label |
+  earlier turn || message", the label one of the crisis categories or `none`;
 - tests/fixtures/crisis_phrasings.txt and non_crisis_phrasings.txt, the lists the rule table was written against;
 - the EmpatheticDialogues and DailyDialog utterances of a split (`real_prompts`): train to learn from, validation to
   choose the threshold on, test for the bench.
@@ -23,6 +23,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 TRAIN = DATA_DIR / "train.txt"
 HELDOUT = DATA_DIR / "heldout.txt"
 HELDOUT_B = DATA_DIR / "heldout_b.txt"  # a second held-out part, by a second author (see its header)
+HELDOUT_C = DATA_DIR / "heldout_c.txt"  # a third held-out part, by a third author (see its header)
 NONE = "none"
 LABELS = (NONE, *CATEGORIES)
 TURN_BREAK = " || "
