@@ -260,7 +260,7 @@ def generate_all(cards: Sequence[ModelCard], rows: list[dict], config: EvalConfi
     bar.close()
     meta = {"split": config.split, "sources": list(config.sources), "examples": len(rows), "seeds": seeds,
             "decoding": {k: v for k, v in asdict(decoding).items() if k != "seed"}, "batch_size": config.batch_size,
-            "device": device, "models": [{"name": label, "path": c.path, "algorithm": c.algorithm}
+            "device": str(device), "models": [{"name": label, "path": c.path, "algorithm": c.algorithm}
                                          for label, c in zip(labels, cards)],
             "generation_s": time.perf_counter() - started,
             "notes": [] if decoding.do_sample else ["greedy decoding is deterministic: one run, no seeds"]}
