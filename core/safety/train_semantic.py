@@ -2,7 +2,8 @@
 
     python -m core.safety.train_semantic [--data-dir DIR] [--out checkpoints/crisis] [--epochs 5] [--seed 0]
 
-Data, none of it from core/safety/data/heldout.txt nor from the ED/DailyDialog test splits (the bench's):
+Data, none of it from the held-out parts (core/safety/data/heldout*.txt) nor from the ED/DailyDialog test splits
+(the bench's):
 - written crisis messages: tests/fixtures/crisis_phrasings.txt (written for the rules) and the crisis lines of
   core/safety/data/train.txt; written hard negatives: tests/fixtures/non_crisis_phrasings.txt and train.txt's `none`
   lines;
