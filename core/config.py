@@ -48,8 +48,7 @@ def from_dict(cls: type[T], values: dict[str, Any]) -> T:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
     values = dict(values)
     for name, value in values.items():
-        default = _default(fields[name])
-        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+        if isinstance(value, dict) and dataclasses.is_dataclass(default := _default(fields[name])):
             values[name] = merge(to_dict(default), value)
     return cls(**{k: _coerce(v, hints[k]) for k, v in values.items()})
 

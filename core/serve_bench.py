@@ -30,7 +30,7 @@ import torch
 
 from core import paths
 from core.models import base
-from core.models.generator import BASE_ROW, Decoding, is_adapter, serving_dtype
+from core.models.generator import BASE_ROW, Decoding, context_length, is_adapter, serving_dtype
 from core.models.card import list_models
 from core.registry import Responder, load_responder, stream_together
 from core.scoring.metrics import perplexity
@@ -146,7 +146,8 @@ def adapter_rows(responders: list[Responder], rounds: int) -> dict[str, float]:
         tic = time.perf_counter()
         shared.generate_mixed([r.adapter for r in rows], contexts, decoding)
         stacked.append(time.perf_counter() - tic)
-        batch = collate(encode_batch(tokenizer, [(h, p, None) for h, p in contexts], 256), tokenizer.pad_token_id,
+        room = context_length(shared.peft) - REPLY_TOKENS  # as generate encodes them
+        batch = collate(encode_batch(tokenizer, [(h, p, None) for h, p in contexts], room), tokenizer.pad_token_id,
                         left_pad=True)
         tic = time.perf_counter()
         with torch.no_grad():

@@ -192,10 +192,6 @@ class MLETrainer:
     def total_steps(self) -> int:
         return self.schedule.total_steps
 
-    @total_steps.setter
-    def total_steps(self, value: int) -> None:
-        self.schedule.total_steps = value
-
     def parts(self) -> dict[str, dict]:
         return dict(models={"generator": self.raw}, optimizers={"generator": self.optimizer},
                     schedulers={"generator": self.scheduler})

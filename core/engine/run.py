@@ -71,7 +71,7 @@ def at_least_one(config: Any, *names: str) -> None:
 class Trainer(Protocol):
     algorithm: str
     tokenizer: Any  # saved with every checkpoint
-    total_steps: int
+    total_steps: int  # with a schedule: the schedule's own total_steps
     schedule: LinearSchedule | None  # a schedule whose end a time budget may bring forward; None: it stays
     milestones: set[int]  # steps that are evaluated and checkpointed whatever the intervals (a phase's end)
     start_info: dict[str, Any]  # what the start event reports besides the config
@@ -142,7 +142,7 @@ def train(config: RunConfig, build: Callable[[Accelerator], Trainer], callbacks:
             return
         fits = min_over_processes(accelerator, fits)  # every process must end at the same step
         if fits < trainer.schedule.total_steps:  # never lengthened: the decay already run stays as it was
-            trainer.schedule.total_steps = trainer.total_steps = progress.total = fits  # from the next update on
+            trainer.schedule.total_steps = progress.total = fits  # from the next update on; total_steps follows
             callbacks.on_event("schedule", {"step": done, "total_steps": fits, "reason": TimeBudget.reason})
 
     callbacks.on_event("start", {"algorithm": trainer.algorithm, "step": step, "total_steps": trainer.total_steps,
