@@ -15,7 +15,7 @@ from core.models.discriminator import DiscriminatorConfig
 from core.models.encoder import EncoderConfig
 from core.models.generator import (Decoding, GeneratorConfig, LoraSettings, build_generator, generate, load_generator,
                                    response_logprobs, using_adapter)
-from core.models.card import ModelCard, write_base_card
+from core.models.card import ModelCard, model_version, write_base_card
 from core.registry import load_responder
 from core.text import SYSTEM_PROMPT, collate, encode, encode_batch, load_tokenizer
 from engine_fixtures import EXCHANGES, tiny_llama_base, toy_chat_tokenizer, toy_trajectories
@@ -100,6 +100,23 @@ def test_mle_trains_only_the_adapter_and_exports_it_alone(base_dir, mle_dir):
         assert _expert_logp(tuned, tokenizer) == pytest.approx(_expert_logp(base, tokenizer), abs=1e-3)
 
 
+def test_mle_goes_on_from_a_trained_adapter_and_records_it(base_dir, mle_dir, data, tmp_path):
+    tokenizer = load_tokenizer(base_dir)
+    config = MLEConfig(name="toy-mle-2", init_from=str(mle_dir), run_dir=str(tmp_path / "run"),
+                       output_dir=str(tmp_path / "model"), steps=1, batch_size=8, max_length=96, lr=1e-9,
+                       warmup_steps=0, eval_every=1, eval_batches=1, log_every=1, checkpoint_every=1,
+                       export_dtype="float32", seed=1)
+    seed_everything(0)
+    out = train_mle(config, dataset=data)
+    # a step too small to move it: it starts from the trained adapter, not from fresh (zero) LoRA weights
+    assert _expert_logp(load_generator(out), tokenizer) == pytest.approx(
+        _expert_logp(load_generator(mle_dir), tokenizer), abs=1e-2)
+    card, first = ModelCard.load(out), ModelCard.load(mle_dir)
+    assert card.base == {"name": str(base_dir)} and card.steps == 1
+    assert card.started_from == {"name": "toy-mle", "algorithm": "mle", "steps": 30, "wall_time_s": first.wall_time_s,
+                                 "created": first.created, "version": model_version(mle_dir)}
+
+
 def test_an_adapter_round_trips_through_export(base_dir, tmp_path):
     tokenizer = load_tokenizer(base_dir)
     model = build_generator(GeneratorConfig(name_or_path=str(base_dir), lora=LORA), tokenizer).eval()
@@ -161,7 +178,9 @@ def test_a_gail_run_exports_its_adapter_and_discriminator(tmp_path, base_dir, ml
     out = train_gail(_gail_config(tmp_path, mle_dir, base_dir), dataset=data)
     assert (out / "adapter_model.safetensors").is_file() and (out / "discriminator").is_dir()
     assert not (out / "model.safetensors").exists()
-    assert ModelCard.load(out).base == {"name": str(base_dir)}
+    card = ModelCard.load(out)
+    assert card.base == {"name": str(base_dir)}
+    assert card.started_from["version"] == model_version(mle_dir) and card.started_from["algorithm"] == "mle"
     assert load_responder(out).respond([], "I lost my job today.", Decoding(max_new_tokens=8)) is not None
 
 

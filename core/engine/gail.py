@@ -43,7 +43,7 @@ from core.engine.rollout import Buffer, action_logprobs, batch_logprobs, fill_bu
 from core.engine.run import RunConfig, at_least_one, train
 from core.engine.runtime import shard
 from core.models import base
-from core.models.card import ModelCard
+from core.models.card import CARD_FILE, ModelCard, lineage
 from core.models.discriminator import DISCRIMINATOR_DIR, Discriminator, DiscriminatorConfig, discriminator_loss
 from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
 from core.models.encoder import MINILM, EncoderConfig
@@ -302,6 +302,7 @@ class GAILTrainer:
         self.config, self.train_rows, self.accelerator = config, train_rows, accelerator
         self.algorithm, self.total_steps, self.milestones = config.algorithm, config.iterations, set()
         self.start_info = {"pretrain_iterations": config.pretrain_iterations}
+        self.started_from = lineage(config.init_from) if Path(config.init_from, CARD_FILE).is_file() else {}
         self.models, self._parts = build_models(config, train_rows, accelerator)
         self.tokenizer = self.models.tokenizer
         self.scheduler = self._parts["schedulers"]["generator"]
@@ -371,7 +372,8 @@ class GAILTrainer:
         return ModelCard(name=config.name, algorithm=config.algorithm,
                          data=",".join(sorted(set(self.train_rows["source"]))),
                          steps=max(0, iteration - config.pretrain_iterations),
-                         base=base.base_info(adapter_base(config.init_from)) if is_adapter(config.init_from) else {})
+                         base=base.base_info(adapter_base(config.init_from)) if is_adapter(config.init_from) else {},
+                         started_from=self.started_from)
 
     def export(self, out: Path, card: ModelCard) -> None:
         discriminator, dtype = self.models.raw_discriminator, self.config.export_dtype

@@ -34,8 +34,9 @@ from core.engine.run import RunConfig, at_least_one, train
 from core.engine.runtime import shard
 from core.engine.schedule import LinearSchedule
 from core.models import base
-from core.models.card import ModelCard
-from core.models.generator import GeneratorConfig, LoraSettings, build_generator, context_length
+from core.models.card import ModelCard, lineage
+from core.models.generator import (GeneratorConfig, LoraSettings, adapter_base, build_generator, context_length,
+                                   is_adapter, load_generator)
 from core.text import Encoded, collate, encode_batch, load_tokenizer, text_ids
 
 @dataclass
@@ -53,6 +54,9 @@ class MLEConfig(RunConfig):
     generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(name_or_path="smollm2",
                                                                                lora=LoraSettings()))
     tokenizer: str | None = None  # default: generator.name_or_path; a fresh GPT-2 needs `python -m core tokenizer`
+    # a trained model or adapter to go on training (its weights and its own adapter settings; optimizer, schedule and
+    # batch order start afresh: give another seed to see other examples), instead of `generator`
+    init_from: str | None = None
     steps: int = 2000
     epochs: float | None = None  # when set, the run is this many passes over the training examples instead of `steps`
     lr: float = 3e-4
@@ -150,10 +154,10 @@ class MLETrainer:
                  accelerator: Accelerator):
         self.algorithm, self.config, self.accelerator = algorithm, config, accelerator
         world = accelerator.num_processes
-        tokenizer_path = config.tokenizer or config.generator.name_or_path
+        tokenizer_path = config.tokenizer or config.init_from or config.generator.name_or_path
         if not tokenizer_path:
             raise ValueError("no tokenizer: set tokenizer=DIR (train one with `python -m core tokenizer`) or start "
-                             "from a model with generator.name_or_path=DIR")
+                             "from a model with generator.name_or_path=DIR or init_from=DIR")
         self.tokenizer = tokenizer = load_tokenizer(base.resolve(tokenizer_path))
         if dataset is None:
             dataset = load_trajectories(config.data)
@@ -171,7 +175,14 @@ class MLETrainer:
             raise ValueError(f"no training examples: the training split has {len(train_rows)} rows, too little text "
                              f"for one block of {config.max_length} tokens")
 
-        model = build_generator(config.generator, tokenizer)
+        if config.init_from:
+            self.started_from = lineage(config.init_from)
+            model = load_generator(config.init_from, trainable=True)
+            self.base_name = adapter_base(config.init_from) if is_adapter(config.init_from) else None
+        else:
+            self.started_from = {}
+            model = build_generator(config.generator, tokenizer)
+            self.base_name = config.generator.name_or_path if config.generator.lora else None
         if config.max_length > context_length(model):
             raise ValueError(f"max_length {config.max_length} exceeds the generator's context of "
                              f"{context_length(model)} tokens")
@@ -230,7 +241,7 @@ class MLETrainer:
         shortened = {"scheduled_steps": self.total_steps} if self.total_steps < self.planned_steps else {}
         return ModelCard(name=config.name, algorithm=self.algorithm,
                          data=",".join(sorted(set(self.train_rows["source"]))), steps=step, metrics=shortened,
-                         base=base.base_info(config.generator.name_or_path) if config.generator.lora else {})
+                         base=base.base_info(self.base_name) if self.base_name else {}, started_from=self.started_from)
 
     def export(self, out: Path, card: ModelCard) -> None:
         export_model(self.raw, self.tokenizer, card, out, dtype=self.config.export_dtype)

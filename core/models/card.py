@@ -29,6 +29,7 @@ class ModelCard:
     wall_time_s: float = 0.0
     hardware: str = ""
     base: dict[str, Any] = field(default_factory=dict)  # the pretrained base an adapter needs: name, source, hash
+    started_from: dict[str, Any] = field(default_factory=dict)  # the trained model this one continued (lineage)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
     path: str = field(default="", compare=False)  # where it was loaded from; not saved
 
@@ -57,6 +58,13 @@ def model_version(path: str | Path) -> str:
     weights of its own, as the zero-shot base)."""
     file = Path(path, CHECKSUMS)
     return hashlib.sha256((file if file.is_file() else Path(path, CARD_FILE)).read_bytes()).hexdigest()
+
+
+def lineage(path: str | Path) -> dict[str, Any]:
+    """What a model that starts from the one at `path` records of it: which training of which model it was."""
+    card = ModelCard.load(path)
+    return {"name": card.name, "algorithm": card.algorithm, "steps": card.steps, "wall_time_s": card.wall_time_s,
+            "created": card.created, "version": model_version(path)}
 
 
 def list_models(*directories: str | Path) -> list[ModelCard]:
