@@ -104,6 +104,13 @@ def test_end_to_end_writes_every_file_and_rescore_reproduces_it(tiny_models, tmp
     assert {"metric", "model", "1", "1_std", "3+", "all_std"} <= set(wide.columns)
     examples = files["examples_md"].read_text()
     assert "| Prompt |" in examples and "| tiny-gail |" in examples and "| Expert reply |" in examples
+    # the side-by-side table holds the same examples, in order, as the sections after it
+    order = [m["name"] for m in results.meta["models"]]
+    assert f"| # | context (history / prompt) | {' | '.join(order)} | expert |" in examples
+    rows = [line for line in examples.splitlines() if line[:2] == "| " and line.split(" | ")[0][2:].isdigit()]
+    experts = [line[len("| Expert reply | "):-2] for line in examples.splitlines() if line.startswith("| Expert reply")]
+    assert len(rows) == len(experts) == 6 and [row.split(" | ")[0] for row in rows] == [f"| {i}" for i in range(1, 7)]
+    assert all(row.endswith(f"| {expert} |") for row, expert in zip(rows, experts))
 
     saved = [json.loads(line) for line in (out / GENERATIONS).read_text().splitlines()]
     assert len(saved) == 8 and {"history", "prompt", "expert", "source", "bucket", "emotion"} <= set(saved[0])

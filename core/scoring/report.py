@@ -145,8 +145,9 @@ def plot_by_turns(table: pd.DataFrame, panels: list[tuple[str, str]], title: str
 
 
 def examples_markdown(results: EvalResults, n: int = 6, seed: int = 0) -> str:
-    """Table 3 of the method in style: history, prompt, each model's reply (first seed), the expert's reply.
-    Examples are drawn with `seed`, spread over the turn buckets."""
+    """Table 3 of the method in style: history, prompt, each model's reply (first seed), the expert's reply; first
+    every drawn example in one table with the models side by side, then each example on its own. Examples are drawn
+    with `seed`, spread over the turn buckets."""
     rng = random.Random(seed)
     by_bucket = {b: [i for i, r in enumerate(results.records) if r["bucket"] == b] for b in BUCKETS}
     chosen: list[int] = []
@@ -154,11 +155,18 @@ def examples_markdown(results: EvalResults, n: int = 6, seed: int = 0) -> str:
         rows = by_bucket[bucket]
         share = (n - len(chosen)) // (len(BUCKETS) - k) if k < len(BUCKETS) - 1 else n - len(chosen)
         chosen += rng.sample(rows, min(share, len(rows)))
+    records = [results.records[index] for index in sorted(chosen)]
     models = [m["name"] for m in results.meta["models"]]
     lines = ["# Example replies", "",
-             f"Drawn with seed {seed}; each model's reply from its first sampling seed.", ""]
-    for number, index in enumerate(sorted(chosen), 1):
-        record = results.records[index]
+             f"Drawn with seed {seed}; each model's reply from its first sampling seed.", "",
+             "| # | context (history / prompt) | " + " | ".join(_md(model) for model in models) + " | expert |",
+             "| --- | --- |" + " --- |" * (len(models) + 1)]
+    for number, record in enumerate(records, 1):
+        history = f"({_md(' / '.join(record['history']))}) " if record["history"] else ""
+        replies = " | ".join(_md(record["replies"][model][0]) for model in models)
+        lines.append(f"| {number} | {history}{_md(record['prompt'])} | {replies} | {_md(record['expert'])} |")
+    lines.append("")
+    for number, record in enumerate(records, 1):
         emotion = f", emotion: {record['emotion']}" if record["emotion"] else ""
         lines += [f"## Example {number} ({record['source']}, {COLUMNS[record['bucket']]}{emotion})", "",
                   "| | |", "| --- | --- |",
