@@ -33,6 +33,7 @@ COMPARED = ("mle", "rl_seq2seq", "textgail", "empathygail")  # the models of the
 class PipelineConfig:
     vocab_size: int = VOCAB_SIZE
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvalConfig fields (seeds, out, max_examples, ...)
+    examples: int = 6  # test examples drawn into examples.md
     base_card: str = "checkpoints/base"  # the card that serves the pretrained base zero-shot (and is scored)
 
 
@@ -141,6 +142,6 @@ def _evaluate(configs: dict[str, Any], settings: PipelineConfig, log) -> Path:
               "discriminator": configs["empathygail"].output_dir,
               "data_dir": configs["mle"].data.data_dir, **settings.evaluate}
     config = from_dict(EvalConfig, values)
-    files = write_report(evaluate(config), config.out)
+    files = write_report(evaluate(config), config.out, n_examples=settings.examples)
     log(f"[evaluate] wrote {', '.join(str(p) for p in files.values())}")
     return Path(config.out)

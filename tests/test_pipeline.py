@@ -17,7 +17,7 @@ def micro_preset(tmp_path):
     """The tiny preset with every output under tmp_path and the sizes cut to the fixture data."""
     text = (PRESETS_DIR / "tiny.yaml").read_text().replace("runs/tiny/", f"{tmp_path}/")
     preset = yaml.safe_load(text)
-    preset["pipeline"] = {"vocab_size": 300, "evaluate": {
+    preset["pipeline"] = {"vocab_size": 300, "examples": 4, "evaluate": {
         "out": str(tmp_path / "results"), "seeds": 1, "max_examples": 6, "batch_size": 8, "embedding": False,
         "split": "train", "decoding": {"max_new_tokens": 6}}}
     for name in ("pretrain", "mle"):
@@ -54,6 +54,7 @@ def test_train_all_runs_every_stage_then_resumes(micro_preset, tmp_path):
         assert isinstance(load_responder(card.path).respond([], "I lost my job today."), str)
     summary = json.loads((outputs["evaluate"] / "summary.json").read_text())
     assert "empathygail" in json.dumps(summary) and (outputs["evaluate"] / "table.md").is_file()
+    assert (outputs["evaluate"] / "examples.md").read_text().count("## Example ") == 4
 
     again = []
     run_pipeline(str(preset), STAGES[:-1], overrides, log=again.append)

@@ -147,7 +147,7 @@ def plot_by_turns(table: pd.DataFrame, panels: list[tuple[str, str]], title: str
 def examples_markdown(results: EvalResults, n: int = 6, seed: int = 0) -> str:
     """Table 3 of the method in style: history, prompt, each model's reply (first seed), the expert's reply; first
     every drawn example in one table with the models side by side, then each example on its own. Examples are drawn
-    with `seed`, spread over the turn buckets."""
+    with `seed`, spread over the turn buckets (other examples stand in for a bucket that has too few)."""
     rng = random.Random(seed)
     by_bucket = {b: [i for i, r in enumerate(results.records) if r["bucket"] == b] for b in BUCKETS}
     chosen: list[int] = []
@@ -155,6 +155,8 @@ def examples_markdown(results: EvalResults, n: int = 6, seed: int = 0) -> str:
         rows = by_bucket[bucket]
         share = (n - len(chosen)) // (len(BUCKETS) - k) if k < len(BUCKETS) - 1 else n - len(chosen)
         chosen += rng.sample(rows, min(share, len(rows)))
+    rest = [i for i in range(len(results.records)) if i not in set(chosen)]  # a bucket too small for its share
+    chosen += rng.sample(rest, min(n - len(chosen), len(rest)))
     records = [results.records[index] for index in sorted(chosen)]
     models = [m["name"] for m in results.meta["models"]]
     lines = ["# Example replies", "",
