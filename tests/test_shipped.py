@@ -13,7 +13,7 @@ from core import paths
 from core.models import base
 from core.models.emotion import EmotionClassifier
 from core.models.generator import Decoding, is_adapter
-from core.models.card import list_models
+from core.models.card import list_models, model_version
 from core.registry import load_responder
 
 SHIPPED = paths.REPO_ROOT / "checkpoints"
@@ -24,6 +24,12 @@ ON_BASE = [card for card in CARDS if card.kind == "base" or is_adapter(card.path
 def test_the_pipeline_models_ship():
     assert {card.algorithm for card in CARDS} == {"base", "mle", "rl_seq2seq", "textgail", "empathygail"}
     assert {card.algorithm for card in ON_BASE} == {"base", "mle", "textgail", "empathygail"}
+
+
+def test_the_gail_models_started_from_the_shipped_mle_model():
+    """Their policy and KL reference are that adapter: a retrained MLE model means retraining them too."""
+    gail = [card for card in CARDS if card.algorithm in ("textgail", "empathygail")]
+    assert gail and all(card.started_from["version"] == model_version(SHIPPED / "mle") for card in gail)
 
 
 @pytest.fixture(scope="module")
