@@ -155,7 +155,8 @@ def examples_markdown(results: EvalResults, n: int = 6, seed: int = 0) -> str:
         rows = by_bucket[bucket]
         share = (n - len(chosen)) // (len(BUCKETS) - k) if k < len(BUCKETS) - 1 else n - len(chosen)
         chosen += rng.sample(rows, min(share, len(rows)))
-    rest = [i for i in range(len(results.records)) if i not in set(chosen)]  # a bucket too small for its share
+    taken = set(chosen)
+    rest = [i for i in range(len(results.records)) if i not in taken]  # a bucket too small for its share
     chosen += rng.sample(rest, min(n - len(chosen), len(rest)))
     records = [results.records[index] for index in sorted(chosen)]
     models = [m["name"] for m in results.meta["models"]]
