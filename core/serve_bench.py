@@ -30,7 +30,7 @@ import torch
 
 from core import paths
 from core.models import base
-from core.models.generator import BASE_ROW, Decoding, context_length, is_adapter, serving_dtype
+from core.models.generator import BASE_ROW, Decoding, context_length, is_adapter, native_bfloat16, serving_dtype
 from core.models.card import list_models
 from core.registry import Responder, load_responder, stream_together
 from core.scoring.metrics import perplexity
@@ -189,7 +189,7 @@ def main(checkpoints_dir: str | None = None, replies: int = 20, precision: str =
         return 1
     dtype = serving_dtype(precision)
     print(f"serving {len(cards)} models from {root} in {str(dtype).removeprefix('torch.')} ({precision}), "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, native bfloat16: {'yes' if native_bfloat16() else 'no'}")
     figures: dict[str, object] = {}
     if cold and any(c.kind == "base" or is_adapter(c.path) for c in cards):
         figures["cold start (s)"] = cold_start(root, precision)["process_s"]

@@ -1,8 +1,10 @@
 import json
 
 import pytest
+import torch
 
 from core import serve_bench
+from core.models import generator
 from core.models.card import ModelCard
 from core.registry import load_responder
 from tests.engine_fixtures import adapters_on_tiny_base, tiny_generator, toy_tokenizer
@@ -46,3 +48,14 @@ def test_serve_bench_without_models_says_how_to_make_them(tmp_path, capsys):
 def test_percentile_picks_the_nearest_rank():
     assert serve_bench.percentile([0.1, 0.5, 0.2, 0.4, 0.3], 0.5) == 0.3
     assert serve_bench.percentile([0.1, 0.5, 0.2, 0.4, 0.3], 0.95) == 0.5
+
+
+def test_auto_precision_is_bfloat16_where_the_cpu_computes_in_it_natively(monkeypatch):
+    monkeypatch.setattr(generator, "native_bfloat16", lambda: True)
+    assert generator.serving_dtype("auto") == torch.bfloat16
+    monkeypatch.setattr(generator, "native_bfloat16", lambda: False)
+    assert generator.serving_dtype("auto") == torch.float32
+    assert generator.serving_dtype("auto", "cuda") == torch.bfloat16
+    assert generator.serving_dtype("float32") == torch.float32
+    with pytest.raises(ValueError, match="unknown precision"):
+        generator.serving_dtype("int8")

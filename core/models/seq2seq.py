@@ -18,12 +18,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerBase
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
 from core.config import from_dict
 from core.data import ED_EMOTIONS
 from core.models.emotion import EmotionClassifier
 from core.models.generator import Context, Decoding
+from core.models.sampling import NucleusSampling
 from core.models.storage import stored
 from core.text import BOT, VOCAB_SIZE, encode_batch, load_tokenizer, reply_text
 
@@ -233,7 +233,7 @@ def generate(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, contexts: Seque
     batch = collate_pairs(sources, config)
     src_mask, emotion = batch["src_mask"].to(device), emotion.to(device)
     memory, keys, emotion_vec, state = model.encode(batch["src"].to(device), src_mask, emotion)
-    warpers = [TemperatureLogitsWarper(decoding.temperature), TopPLogitsWarper(decoding.top_p)]
+    nucleus = NucleusSampling(decoding.temperature, decoding.top_p)
     rng = None  # without a seed, sample from torch's global generator, which training seeds and checkpoints
     if decoding.seed is not None:
         rng = torch.Generator(device=device).manual_seed(decoding.seed)
@@ -244,8 +244,7 @@ def generate(model: Seq2Seq, tokenizer: PreTrainedTokenizerBase, contexts: Seque
         logits, state = model.decode(token, state, memory, keys, src_mask, emotion_vec)
         scores = logits[:, -1].float()
         if decoding.do_sample:
-            for warp in warpers:
-                scores = warp(token, scores)
+            scores = nucleus(token, scores)
             token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=rng)
         else:
             token = scores.argmax(dim=-1, keepdim=True)
