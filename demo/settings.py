@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-batch", type=int, default=None, help="chat replies written together in one batched "
                         "call when visitors ask at once (default 8; 1: one at a time)")
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
-                        help="precision replies are computed in (default auto: bfloat16 on a GPU, float32 on a CPU)")
+                        help="precision replies are computed in (default auto: bfloat16 on a GPU or a CPU with native "
+                             "bfloat16, float32 on other CPUs)")
     return parser
 
 
