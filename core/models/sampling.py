@@ -1,10 +1,11 @@
 """Temperature and nucleus (top-p) sampling without sorting the whole vocabulary at every decoding step.
 
 transformers' TopPLogitsWarper sorts all 49,152 logits of every row at every step; on a CPU that sort costs more
-than the rest of the sampling step together (the README's Serving section has the figures). The nucleus of a fine-tuned model is
-a few dozen tokens, so it is looked for among the likeliest `first` tokens (`torch.topk`), and the full sort is
-the fallback for a batch in which some row's nucleus is wider. The tokens kept are transformers' own: a token
-stays when the tokens likelier than it hold less than `top_p` of the probability (the likeliest always stays).
+than the rest of the sampling step together (the README's Serving section has the figures). The nucleus of a
+fine-tuned model is a few dozen tokens, so it is looked for among the likeliest `first` tokens (`torch.topk`), and
+the full sort is the fallback for a batch in which some row's nucleus is wider. The tokens kept are transformers'
+own: a token stays when the tokens likelier than it hold less than `top_p` of the probability (the likeliest always
+stays).
 """
 
 from __future__ import annotations
