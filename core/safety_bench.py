@@ -3,11 +3,11 @@
     python -m core.safety_bench [DATA_DIR]        (also `python -m core bench safety [--data-dir DIR]`)
 
 For each of rules alone, the semantic layer alone and both (what `core.safety.assess` does): recall on the crisis
-messages of core/safety/data/heldout.txt and false alarms on its hard negatives (nothing was fitted or tuned on that
-file; the bars are measured on it), the same on heldout_b.txt and heldout_c.txt (held-out parts B and C, by a
-second and a third author), the
-false-positive rate on the real test utterances (EmpatheticDialogues test.csv, DailyDialog dialogues_test.txt;
-ordinary conversations, so every hit counts as false, and the hits are printed so that a person can judge them),
+messages of tests/fixtures/crisis/heldout.txt and false alarms on its hard negatives (nothing was fitted or tuned
+on that file; the bars are measured on it), the same on heldout_b.txt and heldout_c.txt (held-out parts B and C, by
+a second and a third author), the false-positive rate on the real test utterances (EmpatheticDialogues test.csv,
+DailyDialog dialogues_test.txt; ordinary conversations, so every hit counts as false, and the hits are printed so
+that a person can judge them),
 the same among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time per message. The
 rule table is also checked on the lists it was written against (tests/fixtures/, see their headers).
 """

@@ -1,7 +1,7 @@
 """The semantic crisis layer (core/safety/semantic.py) beside the rule table.
 
-Every phrasing here was written for these tests: none is in core/safety/data/train.txt, the held-out files or the
-rules' fixture lists (checked below). The shipped head (checkpoints/crisis) needs the offline MiniLM package, which
+Every phrasing here was written for these tests: none is in tests/fixtures/crisis/train.txt, the held-out files or
+the rules' fixture lists (checked below). The shipped head (checkpoints/crisis) needs the offline MiniLM package, which
 is in the requirements; the tests that load it are skipped without it.
 """
 

@@ -1,9 +1,11 @@
 """The messages crisis recognition learns from and is measured on, and their readers.
 
-- data/train.txt (the semantic layer learns from it), data/heldout.txt, heldout_b.txt and heldout_c.txt (only the
-  bench reads them, never training: `core.safety.train_semantic`): each line is "label | message" or "label |
-  earlier turn || message", the label one of the crisis categories or `none`;
-- tests/fixtures/crisis_phrasings.txt and non_crisis_phrasings.txt, the lists the rule table was written against;
+- tests/fixtures/crisis/train.txt (the semantic layer learns from it), heldout.txt, heldout_b.txt and heldout_c.txt
+  (only the bench reads them, never training: `core.safety.train_semantic`): each line is "label | message" or
+  "label | earlier turn || message", the label one of the crisis categories or `none`;
+- tests/fixtures/crisis_phrasings.txt and non_crisis_phrasings.txt, the lists the rule table was written against.
+  All of these are the project's own writing, kept with the tests' fixtures (the datasets of ../shared/data are
+  not the project's and are never committed);
 - the EmpatheticDialogues and DailyDialog utterances of a split (`real_prompts`): train to learn from, validation to
   choose the threshold on, test for the bench.
 """
@@ -19,15 +21,14 @@ import pandas as pd
 from core import paths
 from core.safety.crisis import CATEGORIES
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
-TRAIN = DATA_DIR / "train.txt"
-HELDOUT = DATA_DIR / "heldout.txt"
-HELDOUT_B = DATA_DIR / "heldout_b.txt"  # a second held-out part, by a second author (see its header)
-HELDOUT_C = DATA_DIR / "heldout_c.txt"  # a third held-out part, by a third author (see its header)
+FIXTURES = paths.REPO_ROOT / "tests" / "fixtures"
+TRAIN = FIXTURES / "crisis" / "train.txt"
+HELDOUT = FIXTURES / "crisis" / "heldout.txt"
+HELDOUT_B = FIXTURES / "crisis" / "heldout_b.txt"  # a second held-out part, by a second author (see its header)
+HELDOUT_C = FIXTURES / "crisis" / "heldout_c.txt"  # a third held-out part, by a third author (see its header)
 NONE = "none"
 LABELS = (NONE, *CATEGORIES)
 TURN_BREAK = " || "
-FIXTURES = paths.REPO_ROOT / "tests" / "fixtures"  # the lists the rule table was written against
 CRISIS_PHRASINGS = FIXTURES / "crisis_phrasings.txt"
 NON_CRISIS_PHRASINGS = FIXTURES / "non_crisis_phrasings.txt"
 SAD_EMOTIONS = ("sad", "devastated", "lonely", "afraid", "anxious")

@@ -2,11 +2,11 @@
 
     python -m core.safety.train_semantic [--data-dir DIR] [--out checkpoints/crisis] [--epochs 5] [--seed 0]
 
-Data, none of it from the held-out parts (core/safety/data/heldout*.txt) nor from the ED/DailyDialog test splits
+Data, none of it from the held-out parts (tests/fixtures/crisis/heldout*.txt) nor from the ED/DailyDialog test splits
 (the bench's):
 - written crisis messages: tests/fixtures/crisis_phrasings.txt (written for the rules) and the crisis lines of
-  core/safety/data/train.txt; written hard negatives: tests/fixtures/non_crisis_phrasings.txt and train.txt's `none`
-  lines;
+  tests/fixtures/crisis/train.txt; written hard negatives: tests/fixtures/non_crisis_phrasings.txt and train.txt's
+  `none` lines;
 - ordinary messages: EmpatheticDialogues and DailyDialog *train* utterances the rules pass, a fresh sample each
   epoch (people write them to talk, not to ask for help; the few crisis lines among them are what the rules flag);
 - continuations: train.txt lines with an earlier turn are read with the context flag set when the rules call that
@@ -31,10 +31,12 @@ from pathlib import Path
 
 import torch
 
+from core import paths
 from core.atomic import write_directory
 from core.safety.crisis import assess_rules, normalise
-from core.safety.phrasings import (LABELS, NONE, SAD_EMOTIONS, TRAIN, Labelled, read_crisis_phrasings,
-                                   read_labelled, read_non_crisis_phrasings, real_prompts)
+from core.safety.phrasings import (CRISIS_PHRASINGS, LABELS, NON_CRISIS_PHRASINGS, NONE, SAD_EMOTIONS, TRAIN,
+                                   Labelled, read_crisis_phrasings, read_labelled, read_non_crisis_phrasings,
+                                   real_prompts)
 from core.safety.semantic import HEAD_DIR, TRAINING_FILE, CrisisClassifier, CrisisConfig
 
 FPR_BUDGET = 0.005  # half the bench's 1% target on the test prompts: room for the layer's own variance
@@ -187,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         "validation_sad_fpr": (scores[sad] >= threshold).float().mean().item(),
     }
     record = {
-        "trained_on": ["tests/fixtures/crisis_phrasings.txt", "tests/fixtures/non_crisis_phrasings.txt",
-                       "core/safety/data/train.txt", "EmpatheticDialogues + DailyDialog train utterances"],
+        "trained_on": [*(str(path.relative_to(paths.REPO_ROOT))
+                         for path in (CRISIS_PHRASINGS, NON_CRISIS_PHRASINGS, TRAIN)),
+                       "EmpatheticDialogues + DailyDialog train utterances"],
         "threshold_chosen_on": "EmpatheticDialogues + DailyDialog validation utterances",
         "written_messages": len(written), "ordinary_per_epoch": ORDINARY_PER_EPOCH,
         "validation_utterances": len(validation), "epochs": args.epochs, "seed": args.seed,
