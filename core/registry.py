@@ -21,13 +21,14 @@ from core.models import base, seq2seq
 from core.models.card import ModelCard, model_version
 from core.models.generator import (BASE_ROW, Context, Decoding, adapter_base, context_length, generate, is_adapter,
                                    load_base_model, load_generator, response_logprobs, using_adapter)
+from core.models.model_thread import on_model_thread
 from core.models.streaming import TokenQueue, stream_generation
 from core.safe_files import check_checkpoint_dir, safe_path
-from core.text import collate, encode, load_tokenizer
+from core.text import collate, encode, load_tokenizer, same_tokenizer
 
 # One model call at a time per process: two calls would only share the same cores, the random stream that a seed
-# fixes is global to torch, and adapters on a shared base are switched in place. Calls that stream take it in their
-# worker thread, since the reading generator may be resumed on another thread at each step.
+# fixes is global to torch, and adapters on a shared base are switched in place. The calls run on the model thread
+# (core.models.model_thread); loading an adapter takes the lock from whichever thread loads.
 MODEL_LOCK = threading.RLock()
 
 
@@ -80,7 +81,8 @@ class SharedBase:
             folder = base.ensure_base()
             check_checkpoint_dir(folder, [folder])
         self.model = load_base_model(name, device, dtype)
-        self.tokenizer = load_tokenizer(base.resolve(name))
+        self.folder = Path(base.resolve(name))
+        self.tokenizer = load_tokenizer(self.folder)
         self.peft: PeftModel | None = None
 
     @classmethod
@@ -110,6 +112,7 @@ class SharedBase:
                 with using_adapter(self.peft, adapter):
                     yield self.peft
 
+    @on_model_thread
     def generate_mixed(self, adapters: Sequence[str | None], contexts: Sequence[Context], decoding: Decoding,
                        streamer: TokenQueue | None = None) -> list[str]:
         """One batched call in which row i answers with adapter `adapters[i]` (None: the base alone)."""
@@ -141,7 +144,8 @@ class CausalLMResponder(Responder):
             return cls(shared.model, shared.tokenizer, card, shared)
         if is_adapter(path):
             shared = SharedBase.get(adapter_base(path), device, dtype)
-            return cls(shared.model, load_tokenizer(path), card, shared, shared.attach(Path(path)))
+            tokenizer = shared.tokenizer if same_tokenizer(path, shared.folder) else load_tokenizer(path)
+            return cls(shared.model, tokenizer, card, shared, shared.attach(Path(path)))
         return cls(load_generator(path, device, dtype=dtype), load_tokenizer(path), card)
 
     @contextmanager
@@ -153,6 +157,7 @@ class CausalLMResponder(Responder):
             with self.shared.using(self.adapter) as model:
                 yield model
 
+    @on_model_thread
     def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None,
                       streamer: TokenQueue | None = None) -> list[str]:
         with self._active() as model:
@@ -162,6 +167,7 @@ class CausalLMResponder(Responder):
         return stream_generation(lambda streamer: self.respond_batch(contexts, decoding, streamer), self.tokenizer,
                                  len(contexts))
 
+    @on_model_thread
     @torch.no_grad()
     def score_batch(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[ResponseScore]:
         max_length = context_length(self.model)
@@ -191,11 +197,13 @@ class Seq2SeqResponder(Responder):
     def _classes(self, contexts: Sequence[Context]) -> torch.Tensor:
         return seq2seq.classify_contexts(self.model.config, self.emotion_model, contexts)
 
+    @on_model_thread
     def respond_batch(self, contexts: Sequence[Context], decoding: Decoding | None = None) -> list[str]:
         with MODEL_LOCK:
             return seq2seq.generate(self.model, self.tokenizer, contexts, self._classes(contexts),
                                     decoding or Decoding()).texts
 
+    @on_model_thread
     def score_batch(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[ResponseScore]:
         with MODEL_LOCK:
             logprobs, n_tokens = seq2seq.score_replies(self.model, self.tokenizer, contexts, responses,

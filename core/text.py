@@ -104,6 +104,20 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     return _with_specials(tokenizer)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+def same_tokenizer(a: str | Path, b: str | Path) -> bool:
+    """Whether two folders saved the same tokenizer (byte-equal files), so that one loaded copy can serve both."""
+    if not (Path(a, "tokenizer.json").is_file() and Path(b, "tokenizer.json").is_file()):
+        return False
+    for name in TOKENIZER_FILES:
+        one, other = Path(a, name), Path(b, name)
+        if one.is_file() != other.is_file() or (one.is_file() and one.read_bytes() != other.read_bytes()):
+            return False
+    return True
+
+
 # The shipped BPE's size: 4k rather than 8k leaves room in checkpoints/ (64 MiB for four GPT-2 models) for wider
 # layers, and perplexity per word does not depend on the vocabulary.
 VOCAB_SIZE = 4096

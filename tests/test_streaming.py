@@ -2,6 +2,7 @@
 reader does, several adapters on one base answering in one batched call, and the guard on a growing reply."""
 
 import io
+import shutil
 import threading
 import time
 
@@ -10,12 +11,15 @@ import torch
 
 from core.cli.chat import show_streamed
 from core.models.generator import (BASE_ROW, Decoding, adapter_per_row, using_adapter)
+from core.models.model_thread import MODEL_THREAD
 from core.models.streaming import stream_generation
 from core.models.card import ModelCard
 from core.registry import MODEL_LOCK, CausalLMResponder, load_responder, stream_together
+from core.safe_files import write_checksums
 from core.safety import CRISIS_REPLY, safe_stream
 from core.safety.guard import HOLD_BACK_WORDS, IDENTITY_FALLBACK
 from core.serving import ReplyBatcher
+from core.text import TOKENIZER_FILES
 from engine_fixtures import EXCHANGES, adapters_on_tiny_base, tiny_generator, toy_tokenizer
 
 CONTEXTS = [([], p) for p, _ in EXCHANGES[:3]] + [(["Hi there.", "Hello, how are you?"], EXCHANGES[4][0])]
@@ -56,7 +60,7 @@ def test_closing_a_stream_stops_its_generation():
     stopped_at = len(steps)
     time.sleep(0.05)
     assert stopped_at < 100 and len(steps) == stopped_at
-    assert not [t for t in threading.enumerate() if t.name == "generate"]
+    MODEL_THREAD.submit(lambda: None).result(timeout=1)  # the model thread is free again
 
 
 def test_an_error_while_generating_reaches_the_reader():
@@ -239,3 +243,15 @@ def test_a_request_whose_reply_has_ended_is_answered_before_its_batch_ends(respo
     writer.join(10)
     assert [long.steps.get_nowait() for _ in range(2)] == ["That is hard.", _DONE]
     assert short.steps.empty() and long.steps.empty()
+
+
+
+def test_an_adapter_saved_with_its_base_s_tokenizer_uses_the_shared_one(responders, tmp_path):
+    one = responders[0]
+    assert one.tokenizer is not one.shared.tokenizer  # its tokenizer_config.json was written anew, with other keys
+    copy = shutil.copytree(one.card.path, tmp_path / "copy")
+    for name in TOKENIZER_FILES:
+        if (one.shared.folder / name).is_file():
+            shutil.copy(one.shared.folder / name, copy / name)
+    write_checksums(copy)
+    assert load_responder(copy).tokenizer is one.shared.tokenizer

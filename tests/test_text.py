@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from core import paths
-from core.text import BOT, EOS, USER, collate, encode, encode_batch, load_tokenizer, text_ids
+from core.text import BOT, EOS, USER, collate, encode, encode_batch, load_tokenizer, same_tokenizer, text_ids
 from engine_fixtures import toy_tokenizer
 
 GPT2_FILES = paths.data_dir() / "gpt2_tokenizer"
@@ -111,3 +111,13 @@ def test_gpt2_files_give_gpt2_ids_plus_the_tags():
 def test_a_directory_without_tokenizer_files_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no tokenizer in .*expected tokenizer.json"):
         load_tokenizer(tmp_path)
+
+
+def test_folders_with_byte_equal_tokenizer_files_share_a_tokenizer(tmp_path, tokenizer):
+    for name in ("a", "b", "c"):
+        tokenizer.save_pretrained(tmp_path / name)
+    config = tmp_path / "c" / "tokenizer_config.json"
+    config.write_text(config.read_text().replace("}", ', "model_max_length": 7}', 1))
+    assert same_tokenizer(tmp_path / "a", tmp_path / "b")
+    assert not same_tokenizer(tmp_path / "a", tmp_path / "c")
+    assert not same_tokenizer(tmp_path / "a", tmp_path / "nowhere")

@@ -1,4 +1,4 @@
-"""Replies as they are written: `generate` runs in a worker thread and hands each step's tokens to the reader.
+"""Replies as they are written: `generate` runs on the model thread and hands each step's tokens to the reader.
 
     for texts in stream_generation(lambda streamer: run_generate(..., streamer=streamer), tokenizer, rows=2):
         show(texts)  # every row's reply so far; the last item is exactly what the unstreamed call returns
@@ -17,6 +17,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
+from core.models.model_thread import start_on_model_thread
 from core.text import layout, reply_text
 
 
@@ -70,8 +71,7 @@ def stream_generation(run: Callable[[TokenQueue], list[str]], tokenizer: PreTrai
         finally:
             streamer.steps.put(done)
 
-    worker = threading.Thread(target=work, name="generate", daemon=True)
-    worker.start()
+    worker = start_on_model_thread(work)
     stops = set(layout(tokenizer).stops)
     tokens: list[list[int]] = [[] for _ in range(rows)]
     ended = [False] * rows
@@ -84,7 +84,7 @@ def stream_generation(run: Callable[[TokenQueue], list[str]], tokenizer: PreTrai
             yield Texts([reply_text(tokenizer, ids) for ids in tokens], list(ended))
     finally:
         streamer.cancelled.set()
-        worker.join()
+        worker.result()
     if "error" in outcome:
         raise outcome["error"]
     yield outcome["texts"]
