@@ -4,11 +4,11 @@
 
 For each of rules alone, the semantic layer alone and both (what `core.safety.assess` does): recall on the crisis
 messages of tests/fixtures/crisis/heldout.txt and false alarms on its hard negatives (nothing was fitted or tuned
-on that file; the bars are measured on it), the same on heldout_b.txt and heldout_c.txt (held-out parts B and C, by
-a second and a third author), the false-positive rate on the real test utterances (EmpatheticDialogues test.csv,
-DailyDialog dialogues_test.txt; ordinary conversations, so every hit counts as false, and the hits are printed so
-that a person can judge them),
-the same among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time per message. The
+on that file; the bars are measured on it), the same on heldout_b.txt, heldout_c.txt and heldout_d.txt (held-out
+parts B and C, by a second and a third author; D, examples quoted by other authors, CoralMind), the false-positive
+rate on the real test utterances (EmpatheticDialogues test.csv, DailyDialog dialogues_test.txt; ordinary
+conversations, so every hit counts as false, and the hits are printed so that a person can judge them), the same
+among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time per message. The
 rule table is also checked on the lists it was written against (tests/fixtures/, see their headers).
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import torch
 
 from core.safety.crisis import CATEGORIES, assess, assess_rules, normalise
-from core.safety.phrasings import (HELDOUT, HELDOUT_B, HELDOUT_C, SAD_EMOTIONS, Labelled, Prompt, read_crisis_phrasings,
-                                   read_labelled, read_non_crisis_phrasings, real_prompts)
+from core.safety.phrasings import (HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, SAD_EMOTIONS, Labelled, Prompt,
+                                   read_crisis_phrasings, read_labelled, read_non_crisis_phrasings, real_prompts)
 
 RECALL_TARGET = 0.95  # the rule table on its own lists
 FPR_TARGET = 0.01
@@ -34,6 +34,9 @@ MS_TARGET = 20.0
 LAYERS = ("rules", "semantic", "both")
 TIMED = 200  # real test utterances timed one by one (with the held-out messages)
 SHOWN = 10  # false positives and misses printed
+# The held-out parts beside part A (where the bars are measured): file and who wrote its messages.
+PARTS = {"B": (HELDOUT_B, "a second author"), "C": (HELDOUT_C, "a third author"),
+         "D": (HELDOUT_D, "other authors: CoralMind's quoted examples")}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class HeldOut:
     recall: float
     missed: list[str]
     false_alarms: list[str]
+    positives: int
     negatives: int
 
     @classmethod
@@ -50,7 +54,7 @@ class HeldOut:
         return cls(recall=sum(s for s, row in zip(said, rows) if row.is_crisis) / positives,
                    missed=[row.text for s, row in zip(said, rows) if row.is_crisis and not s],
                    false_alarms=[row.text for s, row in zip(said, rows) if not row.is_crisis and s],
-                   negatives=len(rows) - positives)
+                   positives=positives, negatives=len(rows) - positives)
 
 
 @dataclass
@@ -64,8 +68,7 @@ class LayerFigures:
     fpr: float | None = None  # None when the real data is absent
     sad_hits: int = 0
     false_positives: list[tuple[str, str]] = field(default_factory=list)  # (source, utterance)
-    part_b: HeldOut | None = None  # heldout_b.txt
-    part_c: HeldOut | None = None  # heldout_c.txt
+    parts: dict[str, HeldOut] = field(default_factory=dict)  # the other held-out parts, by letter (PARTS)
 
 
 @dataclass
@@ -78,8 +81,6 @@ class SafetyFigures:
     hard_negative_hits: list[tuple[str, str]]  # (message, reason)
     layers: dict[str, LayerFigures] = field(default_factory=dict)  # empty when the semantic layer is unavailable
     positives: int = 0
-    positives_b: int = 0
-    positives_c: int = 0
     prompts: int = 0
     sad_prompts: int = 0
     prompts_by_source: dict[str, int] = field(default_factory=dict)
@@ -128,8 +129,7 @@ def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
     if layer is None:
         return
     heldout = read_labelled(HELDOUT)
-    part_b = read_labelled(HELDOUT_B) if HELDOUT_B.is_file() else []
-    part_c = read_labelled(HELDOUT_C) if HELDOUT_C.is_file() else []
+    parts = {letter: read_labelled(path) for letter, (path, _) in PARTS.items() if path.is_file()}
     messages = [(row.text, list(row.history)) for row in heldout]
     timed = messages + [(p.text, []) for p in prompts[::max(1, len(prompts) // TIMED)][:TIMED]]
     semantic_hits = torch.zeros(0, dtype=torch.bool)
@@ -139,17 +139,13 @@ def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
     sad = torch.tensor([p.emotion in SAD_EMOTIONS for p in prompts], dtype=torch.bool)
     hits = {"rules": rule_hits, "semantic": semantic_hits, "both": rule_hits | semantic_hits}
     figures.positives = sum(row.is_crisis for row in heldout)
-    figures.positives_b = sum(row.is_crisis for row in part_b)
-    figures.positives_c = sum(row.is_crisis for row in part_c)
     for name, decide in deciders.items():
         on_a = HeldOut.of([decide(text, history) for text, history in messages], heldout)
         ms_mean, ms_p95 = _timed(decide, timed, layer)
         found = LayerFigures(recall=on_a.recall, missed=on_a.missed, false_alarms=on_a.false_alarms,
                              negatives=on_a.negatives, ms_mean=ms_mean, ms_p95=ms_p95)
-        if part_b:
-            found.part_b = HeldOut.of([decide(row.text, list(row.history)) for row in part_b], part_b)
-        if part_c:
-            found.part_c = HeldOut.of([decide(row.text, list(row.history)) for row in part_c], part_c)
+        found.parts = {letter: HeldOut.of([decide(row.text, list(row.history)) for row in rows], rows)
+                       for letter, rows in parts.items()}
         if prompts:
             found.fpr = hits[name].float().mean().item()
             found.sad_hits = int(hits[name][sad].sum())
@@ -214,15 +210,12 @@ def report(figures: SafetyFigures) -> str:
                  f"{figures.sad_prompts} of them in ED's {'/'.join(SAD_EMOTIONS)} conversations; time on "
                  f"{figures.threads} torch thread(s)")
     lines += [f"  {row}" for row in _layer_rows(figures)]
-    for part, path, author, positives in (("B", HELDOUT_B, "a second", figures.positives_b),
-                                          ("C", HELDOUT_C, "a third", figures.positives_c)):
-        held = getattr(both, f"part_{part.lower()}")
-        if held is None:
-            continue
-        lines.append(f"held-out part {part} ({path.name}, {author} author, never fitted or tuned on): "
-                     f"{positives} crisis messages, {held.negatives} hard negatives")
-        lines += [f"  {name:9s} recall {getattr(found, f'part_{part.lower()}').recall:.1%}, false alarms "
-                  f"{_share(len(getattr(found, f'part_{part.lower()}').false_alarms), held.negatives)}"
+    for letter, held in both.parts.items():
+        path, author = PARTS[letter]
+        lines.append(f"held-out part {letter} ({path.name}, {author}, never fitted or tuned on): "
+                     f"{held.positives} crisis messages, {held.negatives} hard negatives")
+        lines += [f"  {name:9s} recall {found.parts[letter].recall:.1%}, false alarms "
+                  f"{_share(len(found.parts[letter].false_alarms), held.negatives)}"
                   for name, found in figures.layers.items()]
     lines.append(f"  targets for both: recall >= {HELDOUT_RECALL_TARGET:.0%}, false alarms <= "
                  f"{HELDOUT_FALSE_ALARM_TARGET:.0%}, FPR <= {FPR_TARGET:.0%}, < {MS_TARGET:.0f} ms per message")

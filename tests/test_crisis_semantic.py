@@ -14,7 +14,7 @@ import pytest
 from core import paths, safety_bench
 from core.safety import CRISIS_REPLY, CheckpointError, assess, safe_reply, semantic
 from core.safety.crisis import assess_rules
-from core.safety.phrasings import HELDOUT, HELDOUT_B, HELDOUT_C, LABELS, TRAIN, Labelled, read_labelled
+from core.safety.phrasings import HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, LABELS, TRAIN, Labelled, read_labelled
 
 needs_minilm = pytest.mark.skipif(paths.minilm_dir() is None, reason="the offline MiniLM package is not installed")
 
@@ -103,7 +103,7 @@ SHORT_SADNESS = [
 
 
 def _written_messages() -> set[str]:
-    rows = read_labelled(TRAIN) + read_labelled(HELDOUT) + read_labelled(HELDOUT_B) + read_labelled(HELDOUT_C)
+    rows = [row for path in (TRAIN, HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D) for row in read_labelled(path)]
     texts = {row.text for row in rows} | {turn for row in rows for turn in row.history}
     texts |= {text for _, text in safety_bench.read_crisis_phrasings()}
     return texts | set(safety_bench.read_non_crisis_phrasings())
@@ -118,9 +118,10 @@ def test_these_phrasings_are_in_no_training_or_held_out_file():
 def test_the_labelled_files_parse_and_hold_enough_messages():
     train = read_labelled(TRAIN)
     assert {row.label for row in train} == set(LABELS) and any(row.history for row in train)
-    for part in (HELDOUT, HELDOUT_B, HELDOUT_C):
+    for part in (HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D):
         heldout = read_labelled(part)
-        assert sum(row.is_crisis for row in heldout) >= 100 and sum(not row.is_crisis for row in heldout) >= 100
+        if part != HELDOUT_D:  # the other authors' examples are fewer: the quotes that read alone
+            assert sum(row.is_crisis for row in heldout) >= 100 and sum(not row.is_crisis for row in heldout) >= 100
         assert not {row.text.lower() for row in train} & {row.text.lower() for row in heldout}
     assert Labelled("none", "x").is_crisis is False
 

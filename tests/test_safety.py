@@ -313,3 +313,4 @@ def test_false_positive_rate_on_real_test_prompts(real_data_dir, capsys):
     assert set(figures.layers) == set(safety_bench.LAYERS)
     for layer in figures.layers.values():
         assert layer.fpr <= safety_bench.FPR_TARGET
+        assert set(layer.parts) == set(safety_bench.PARTS)

@@ -1,8 +1,8 @@
 """The messages crisis recognition learns from and is measured on, and their readers.
 
-- tests/fixtures/crisis/train.txt (the semantic layer learns from it), heldout.txt, heldout_b.txt and heldout_c.txt
-  (only the bench reads them, never training: `core.safety.train_semantic`): each line is "label | message" or
-  "label | earlier turn || message", the label one of the crisis categories or `none`;
+- tests/fixtures/crisis/train.txt (the semantic layer learns from it), heldout.txt, heldout_b.txt, heldout_c.txt and
+  heldout_d.txt (only the bench reads them, never training: `core.safety.train_semantic`): each line is
+  "label | message" or "label | earlier turn || message", the label one of the crisis categories or `none`;
 - tests/fixtures/crisis_phrasings.txt and non_crisis_phrasings.txt, the lists the rule table was written against.
   All of these are the project's own writing, kept with the tests' fixtures (the datasets of ../shared/data are
   not the project's and are never committed);
@@ -26,6 +26,7 @@ TRAIN = FIXTURES / "crisis" / "train.txt"
 HELDOUT = FIXTURES / "crisis" / "heldout.txt"
 HELDOUT_B = FIXTURES / "crisis" / "heldout_b.txt"  # a second held-out part, by a second author (see its header)
 HELDOUT_C = FIXTURES / "crisis" / "heldout_c.txt"  # a third held-out part, by a third author (see its header)
+HELDOUT_D = FIXTURES / "crisis" / "heldout_d.txt"  # a fourth, written by other authors (CoralMind; see its header)
 NONE = "none"
 LABELS = (NONE, *CATEGORIES)
 TURN_BREAK = " || "
