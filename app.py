@@ -13,11 +13,14 @@ def main(argv: list[str] | None = None) -> int:
     from demo.settings import settings_from_args
 
     settings = settings_from_args(argv)  # --help exits here, before the heavy imports
+    from demo.models import ModelStore
+
+    store = ModelStore(settings)
+    # The models load while gradio is imported and the page is built; until they are in, the page says so.
+    threading.Thread(target=store.warm_up, name="warm-up", daemon=True).start()
     from demo.app import build_app, launch
 
-    app = build_app(settings)
-    threading.Thread(target=app.store.warm_up, name="warm-up", daemon=True).start()  # the page says it is loading
-    launch(app, settings)
+    launch(build_app(settings, store), settings)
     return 0
 
 

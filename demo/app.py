@@ -19,10 +19,11 @@ LOADING_POLL_S = 2.0
 CSS = "#chat-status p, #compare-status p { margin: 0.2em 0; }"
 
 
-def build_app(settings: Settings | None = None) -> gr.Blocks:
+def build_app(settings: Settings | None = None, store: ModelStore | None = None) -> gr.Blocks:
+    """The app's page on `store`'s models (by default a new store on `settings`)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     settings = settings or Settings.from_env()
-    store = ModelStore(settings)
+    store = store or ModelStore(settings)
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(INTRO)
         with gr.Tabs():
