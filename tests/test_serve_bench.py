@@ -19,12 +19,13 @@ def test_serve_bench_loads_every_model_and_times_replies(tmp_path, capsys):
         ModelCard(name, algorithm).save(folder)
 
     status = serve_bench.main(str(tmp_path), replies=3, rounds=2, examples=0, cold=False,
-                              json_path=str(tmp_path / "serve.json"))
+                              json_path=str(tmp_path / "serve.json"), app_starts=1)
 
     out = capsys.readouterr().out
     assert "serving 2 models" in out
     figures = json.loads((tmp_path / "serve.json").read_text())
     assert figures["model"] == "empathygail" and figures["warm start, loading only (s)"] > 0
+    assert 0 < figures["app start, page (s)"] <= figures["app start, every model (s)"] < serve_bench.APP_TIMEOUT
     assert 0 < figures["first token p50 (s)"] <= figures["reply p50 (s)"] <= figures["reply p95 (s)"]
     assert figures["tokens/s"] > 0 and figures["speed-up, one reply"] > 0
     assert figures["compare / one reply"] == pytest.approx(figures["compare p50 (s)"] / figures["reply p50 (s)"])
