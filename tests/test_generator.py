@@ -104,3 +104,14 @@ def test_static_cache_samples_the_same_replies(tokenizer):
     static = generate_encoded(model, tokenizer, encoded,
                               Decoding(do_sample=False, max_new_tokens=6, cache_implementation="static"))
     assert [s.input_ids for s in static.sequences] == [s.input_ids for s in plain.sequences]
+
+
+def test_the_output_layer_reads_a_contiguous_input_in_a_batched_generate(model, tokenizer):
+    seen = []  # a forward hook sees the input after every pre-hook has run
+    handle = model.get_output_embeddings().register_forward_hook(
+        lambda _, args, output: seen.append(args[0].is_contiguous()))
+    try:
+        generate(model, tokenizer, CONTEXTS, Decoding(do_sample=False, max_new_tokens=3))
+    finally:
+        handle.remove()
+    assert len(seen) == 3 and all(seen)

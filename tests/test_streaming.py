@@ -90,7 +90,7 @@ def test_models_on_one_base_answer_in_one_call_as_each_does_alone(responders, mo
 
 def test_each_row_goes_through_its_own_adapter_and_the_layers_are_restored(responders):
     shared = responders[0].shared
-    names = [responders[1].adapter, BASE_ROW, responders[0].adapter]
+    names = [responders[1].adapter, BASE_ROW, responders[0].adapter, responders[1].adapter]  # one used twice
     ids = shared.tokenizer(EXCHANGES[0][0], return_tensors="pt").input_ids
     with torch.no_grad():
         alone = []
@@ -98,8 +98,8 @@ def test_each_row_goes_through_its_own_adapter_and_the_layers_are_restored(respo
             with using_adapter(shared.peft, None if name == BASE_ROW else name):
                 alone.append(shared.peft(input_ids=ids).logits[0])
         with adapter_per_row(shared.peft, names):
-            together = shared.peft(input_ids=ids.repeat(3, 1)).logits
-    for row in range(3):
+            together = shared.peft(input_ids=ids.repeat(len(names), 1)).logits
+    for row in range(len(names)):
         torch.testing.assert_close(together[row], alone[row], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(alone[0], alone[2], atol=1e-2)  # the adapters really differ
     assert not any("forward" in vars(module) for module in shared.peft.modules())  # peft's own forward again

@@ -94,6 +94,14 @@ def build_generator(config: GeneratorConfig, tokenizer: PreTrainedTokenizerBase)
             pad_token_id=tokenizer.pad_token_id))
     if model.get_input_embeddings().num_embeddings != len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
+    return contiguous_output_input(model)
+
+
+def contiguous_output_input(model: PreTrainedModel) -> PreTrainedModel:
+    """Hand the output layer a contiguous input. The first step of `generate` slices each row's last position out of
+    the prompt's hidden states; for more than one row that slice is strided, and torch's matmul then copies the whole
+    output layer once per row instead of running one matmul (README, Serving)."""
+    model.get_output_embeddings().register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
     return model
 
 
@@ -123,7 +131,7 @@ def load_base_model(name_or_path: str, device: str | torch.device = "cpu",
     model = AutoModelForCausalLM.from_pretrained(base.resolve(name_or_path), dtype=dtype).to(device)
     if base.is_base(name_or_path):
         model.name_or_path = base.BASE_NAME
-    return model.requires_grad_(False).eval()
+    return contiguous_output_input(model).requires_grad_(False).eval()
 
 
 def add_adapters(model: PreTrainedModel, lora: LoraSettings) -> PeftModel:
@@ -269,4 +277,5 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", trainab
     if is_adapter(path):
         model = load_base_model(adapter_base(path), device, dtype)
         return PeftModel.from_pretrained(model, str(path), adapter_name=adapter_name, is_trainable=trainable).eval()
-    return AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=dtype).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=dtype)
+    return contiguous_output_input(model).to(device).eval()
