@@ -15,6 +15,7 @@ from core import paths, safety_bench
 from core.safety import CRISIS_REPLY, CheckpointError, assess, safe_reply, semantic
 from core.safety.crisis import assess_rules
 from core.safety.phrasings import HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, LABELS, TRAIN, Labelled, read_labelled
+from core.safety.train_semantic import Example, epoch_batches
 
 needs_minilm = pytest.mark.skipif(paths.minilm_dir() is None, reason="the offline MiniLM package is not installed")
 
@@ -213,3 +214,17 @@ def test_a_tampered_head_is_refused(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="SHA-256"):
         semantic.SemanticLayer.load(head)
+
+
+def test_an_epoch_draws_the_ordinary_sample_it_is_told_and_weighs_the_groups_equally():
+    written = [(Example("i want to die", 1, False, "crisis"), True),
+               (Example("i took all my pills", 1, False, "crisis"), True),
+               (Example("what a nice day", 0, False, "negative"), True)]
+    ordinary = [f"ordinary message {i}" for i in range(100)]
+    for sample in (10, 40):
+        rows = [row for batch in epoch_batches(written, ordinary, 0, 0, ordinary_per_epoch=sample) for row in batch]
+        alone = [example for example, _ in rows if example.group == "ordinary" and not example.context]
+        assert len({example.text for example in alone}) == len(alone) == sample
+        weights = {group: sum(w for e, w in rows if e.group == group and not e.context)
+                   for group in ("crisis", "negative", "ordinary")}
+        assert weights == pytest.approx({"crisis": 1.0, "negative": 1.0, "ordinary": 1.0})

@@ -1,6 +1,7 @@
 """Train the semantic crisis layer and choose its threshold on data.
 
     python -m core.safety.train_semantic [--data-dir DIR] [--out checkpoints/crisis] [--epochs 5] [--seed 0]
+                                         [--train-top-layers 2] [--ordinary-per-epoch 4000] [--validation-share 0.2]
 
 Data, none of it from the held-out parts (tests/fixtures/crisis/heldout*.txt) nor from the ED/DailyDialog test splits
 (the bench's):
@@ -77,8 +78,8 @@ def written_examples(train_rows: list[Labelled] | None = None) -> list[tuple[Exa
     return out
 
 
-def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoch: int,
-                  seed: int) -> list[list[tuple[Example, float]]]:
+def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoch: int, seed: int,
+                  ordinary_per_epoch: int = ORDINARY_PER_EPOCH) -> list[list[tuple[Example, float]]]:
     """One epoch's weighted examples in shuffled batches of similar length."""
     rng = random.Random(seed * 1000 + epoch)
     counts = {group: sum(e.group == group for e, _ in written) for group in ("crisis", "negative")}
@@ -88,7 +89,7 @@ def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoc
         rows.append((example, weight))
         if alone:
             rows.append((Example(example.text, example.label, True, example.group), weight * CONTEXT_WEIGHT))
-    sample = rng.sample(ordinary, min(ORDINARY_PER_EPOCH, len(ordinary)))
+    sample = rng.sample(ordinary, min(ordinary_per_epoch, len(ordinary)))
     rows += [(Example(text, 0, False, "ordinary"), 1.0 / len(sample)) for text in sample]
     rows += [(Example(text, 0, True, "ordinary"), CONTEXT_WEIGHT / len(sample))
              for text in sample[:len(sample) // 5]]
@@ -103,14 +104,14 @@ def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoc
 
 
 def train(model: CrisisClassifier, written: list[tuple[Example, bool]], ordinary: list[str], epochs: int,
-          seed: int) -> None:
+          seed: int, ordinary_per_epoch: int = ORDINARY_PER_EPOCH) -> None:
     torch.manual_seed(seed)
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": 5e-5},
                                    {"params": model.head.parameters(), "lr": 2e-3}], weight_decay=0.01)
     model.train()
     for epoch in range(epochs):
-        start, batches = time.perf_counter(), epoch_batches(written, ordinary, epoch, seed)
+        start, batches = time.perf_counter(), epoch_batches(written, ordinary, epoch, seed, ordinary_per_epoch)
         total = sum(weight for batch in batches for _, weight in batch)
         for batch in batches:
             examples = [example for example, _ in batch]
@@ -161,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(HEAD_DIR), help=f"where the layer is saved (default {HEAD_DIR})")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-top-layers", type=int, default=CrisisConfig().encoder.train_top_layers,
+                        help="MiniLM layers fine-tuned from the top (default %(default)s of 6); the rest stay as "
+                             "pretrained and are not saved")
+    parser.add_argument("--ordinary-per-epoch", type=int, default=ORDINARY_PER_EPOCH,
+                        help="ED/DailyDialog train utterances drawn afresh each epoch (default %(default)s)")
     parser.add_argument("--validation-share", type=float, default=0.0,
                         help="set this share of train.txt aside and report both layers on it at several FPR budgets "
                              "(to choose settings on; the shipped head is trained with 0, on every line)")
@@ -174,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(written)} written messages, {len(ordinary)} ordinary to sample from, "
           f"{len(validation)} validation utterances for the threshold", flush=True)
 
-    model = CrisisClassifier(CrisisConfig())
-    train(model, written, ordinary, args.epochs, args.seed)
+    config = CrisisConfig()
+    config.encoder.train_top_layers = args.train_top_layers
+    model = CrisisClassifier(config)
+    train(model, written, ordinary, args.epochs, args.seed, args.ordinary_per_epoch)
     scores = model.crisis_probability([normalise(p.text) for p in validation])
     threshold = choose_threshold(scores)
     model.threshold.fill_(threshold)
@@ -193,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                          for path in (CRISIS_PHRASINGS, NON_CRISIS_PHRASINGS, TRAIN)),
                        "EmpatheticDialogues + DailyDialog train utterances"],
         "threshold_chosen_on": "EmpatheticDialogues + DailyDialog validation utterances",
-        "written_messages": len(written), "ordinary_per_epoch": ORDINARY_PER_EPOCH,
+        "written_messages": len(written), "ordinary_per_epoch": args.ordinary_per_epoch,
         "validation_utterances": len(validation), "epochs": args.epochs, "seed": args.seed,
+        "train_top_layers": args.train_top_layers,
         "threshold_choice": figures, "seconds": round(time.perf_counter() - began),
         **({"validation_split": {"share": args.validation_share, **split}} if split else {}),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
