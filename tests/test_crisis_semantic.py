@@ -15,7 +15,7 @@ from core import paths, safety_bench
 from core.safety import CRISIS_REPLY, CheckpointError, assess, safe_reply, semantic
 from core.safety.crisis import assess_rules
 from core.safety.phrasings import HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, LABELS, TRAIN, Labelled, read_labelled
-from core.safety.train_semantic import Example, epoch_batches
+from core.safety.train_semantic import Example, epoch_batches, mine_hard
 
 needs_minilm = pytest.mark.skipif(paths.minilm_dir() is None, reason="the offline MiniLM package is not installed")
 
@@ -228,3 +228,18 @@ def test_an_epoch_draws_the_ordinary_sample_it_is_told_and_weighs_the_groups_equ
         weights = {group: sum(w for e, w in rows if e.group == group and not e.context)
                    for group in ("crisis", "negative", "ordinary")}
         assert weights == pytest.approx({"crisis": 1.0, "negative": 1.0, "ordinary": 1.0})
+    hard = ["a mined ordinary message", "another mined one"]
+    rows = [row for batch in epoch_batches(written, ordinary, 0, 0, ordinary_per_epoch=10, hard=hard) for row in batch]
+    alone = {e.text: w for e, w in rows if e.group == "ordinary" and not e.context}
+    assert len(alone) == 10 and set(hard) <= set(alone)
+    assert sum(alone.values()) == pytest.approx(1.0) and alone[hard[0]] == pytest.approx(0.1)
+
+
+@needs_minilm
+def test_mining_keeps_the_ordinary_messages_the_head_reads_as_likeliest_crises():
+    model = semantic.SemanticLayer.load().model
+    looks_like_one = ["i have packed away all my things and written to each of them", "i wont be here next week"]
+    ordinary = ["what time does the bakery open on sundays", "we painted the fence blue", "my cousin got a puppy",
+                *looks_like_one, "the train was late again"]
+    assert sorted(mine_hard(model, ordinary, pool=len(ordinary), keep=2, seed=0)) == sorted(looks_like_one)
+    assert not model.training

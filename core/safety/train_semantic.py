@@ -27,6 +27,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,9 @@ from core.safety.semantic import HEAD_DIR, TRAINING_FILE, CrisisClassifier, Cris
 FPR_BUDGET = 0.005  # half the bench's 1% target on the test prompts: room for the layer's own variance
 BUDGETS = (0.0025, 0.005, 0.0075, 0.01)  # compared on a validation split (--validation-share)
 ORDINARY_PER_EPOCH = 4000
+HARD_ORDINARY = 0  # of the ordinary sample, how many are mined once mining has begun (0: none)
+MINE_POOL = 60_000  # ordinary utterances scored to mine them from (all 171,000 would take 12 minutes on 2 cores)
+MINE_AFTER = 2  # epochs trained before the first mining, so that the model's errors are this task's
 CONTEXT_WEIGHT = 0.3  # the context-flag copies, relative to the message read alone
 # A written step back after a crisis turn ("thank you, I will call them") counts this much more than another
 # negative: a few dozen of them stand against the context copy of every crisis message.
@@ -79,8 +83,10 @@ def written_examples(train_rows: list[Labelled] | None = None) -> list[tuple[Exa
 
 
 def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoch: int, seed: int,
-                  ordinary_per_epoch: int = ORDINARY_PER_EPOCH) -> list[list[tuple[Example, float]]]:
-    """One epoch's weighted examples in shuffled batches of similar length."""
+                  ordinary_per_epoch: int = ORDINARY_PER_EPOCH,
+                  hard: Sequence[str] = ()) -> list[list[tuple[Example, float]]]:
+    """One epoch's weighted examples in shuffled batches of similar length. The ordinary sample is
+    `ordinary_per_epoch` utterances: `hard` (mined, see mine_hard) and the rest drawn afresh."""
     rng = random.Random(seed * 1000 + epoch)
     counts = {group: sum(e.group == group for e, _ in written) for group in ("crisis", "negative")}
     rows = []
@@ -89,10 +95,11 @@ def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoc
         rows.append((example, weight))
         if alone:
             rows.append((Example(example.text, example.label, True, example.group), weight * CONTEXT_WEIGHT))
-    sample = rng.sample(ordinary, min(ordinary_per_epoch, len(ordinary)))
+    drawn = rng.sample(ordinary, min(ordinary_per_epoch - len(hard), len(ordinary)))
+    sample = drawn + list(hard)
     rows += [(Example(text, 0, False, "ordinary"), 1.0 / len(sample)) for text in sample]
     rows += [(Example(text, 0, True, "ordinary"), CONTEXT_WEIGHT / len(sample))
-             for text in sample[:len(sample) // 5]]
+             for text in drawn[:len(drawn) // 5]]
     rng.shuffle(rows)
     chunk = BATCH * 20  # sorted by length within a chunk: little padding, batches still mixed
     batches = []
@@ -103,15 +110,33 @@ def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoc
     return batches
 
 
+def mine_hard(model: CrisisClassifier, ordinary: list[str], pool: int, keep: int, seed: int) -> list[str]:
+    """The `keep` ordinary utterances that `model` reads as likeliest crises among `pool` drawn at random. The
+    threshold is set on the ordinary utterances the model confuses most (the top 0.5% of the validation ones), and a
+    random sample holds few of them: about 20 of 4,000."""
+    candidates = random.Random(seed).sample(ordinary, min(pool, len(ordinary)))
+    training = model.training
+    scores = model.eval().crisis_probability(candidates)
+    model.train(training)
+    return [candidates[i] for i in scores.topk(min(keep, len(candidates))).indices.tolist()]
+
+
 def train(model: CrisisClassifier, written: list[tuple[Example, bool]], ordinary: list[str], epochs: int,
-          seed: int, ordinary_per_epoch: int = ORDINARY_PER_EPOCH) -> None:
+          seed: int, ordinary_per_epoch: int = ORDINARY_PER_EPOCH, hard_ordinary: int = HARD_ORDINARY,
+          mine_pool: int = MINE_POOL, mine_after: int = MINE_AFTER) -> None:
     torch.manual_seed(seed)
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": 5e-5},
                                    {"params": model.head.parameters(), "lr": 2e-3}], weight_decay=0.01)
     model.train()
+    hard: list[str] = []
     for epoch in range(epochs):
-        start, batches = time.perf_counter(), epoch_batches(written, ordinary, epoch, seed, ordinary_per_epoch)
+        start = time.perf_counter()
+        if hard_ordinary and epoch >= mine_after:
+            hard = mine_hard(model, ordinary, mine_pool, hard_ordinary, seed * 1000 + epoch)
+            print(f"mined {len(hard)} of {mine_pool} ordinary utterances in {time.perf_counter() - start:.0f} s, "
+                  f"e.g. {hard[:3]}", flush=True)
+        batches = epoch_batches(written, ordinary, epoch, seed, ordinary_per_epoch, hard)
         total = sum(weight for batch in batches for _, weight in batch)
         for batch in batches:
             examples = [example for example, _ in batch]
@@ -167,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
                              "pretrained and are not saved")
     parser.add_argument("--ordinary-per-epoch", type=int, default=ORDINARY_PER_EPOCH,
                         help="ED/DailyDialog train utterances drawn afresh each epoch (default %(default)s)")
+    parser.add_argument("--hard-ordinary", type=int, default=HARD_ORDINARY,
+                        help="from epoch --mine-after on, this many of the ordinary sample are the ordinary "
+                             "utterances the model reads as likeliest crises, mined afresh each epoch "
+                             "(default %(default)s: none)")
+    parser.add_argument("--mine-pool", type=int, default=MINE_POOL,
+                        help="ordinary utterances scored to mine them from (default %(default)s)")
+    parser.add_argument("--mine-after", type=int, default=MINE_AFTER,
+                        help="epochs before the first mining (default %(default)s)")
     parser.add_argument("--validation-share", type=float, default=0.0,
                         help="set this share of train.txt aside and report both layers on it at several FPR budgets "
                              "(to choose settings on; the shipped head is trained with 0, on every line)")
@@ -183,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     config = CrisisConfig()
     config.encoder.train_top_layers = args.train_top_layers
     model = CrisisClassifier(config)
-    train(model, written, ordinary, args.epochs, args.seed, args.ordinary_per_epoch)
+    train(model, written, ordinary, args.epochs, args.seed, args.ordinary_per_epoch, args.hard_ordinary,
+          args.mine_pool, args.mine_after)
     scores = model.crisis_probability([normalise(p.text) for p in validation])
     threshold = choose_threshold(scores)
     model.threshold.fill_(threshold)
@@ -204,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "written_messages": len(written), "ordinary_per_epoch": args.ordinary_per_epoch,
         "validation_utterances": len(validation), "epochs": args.epochs, "seed": args.seed,
         "train_top_layers": args.train_top_layers,
+        **({"hard_ordinary": args.hard_ordinary, "mine_pool": args.mine_pool, "mine_after": args.mine_after}
+           if args.hard_ordinary else {}),
         "threshold_choice": figures, "seconds": round(time.perf_counter() - began),
         **({"validation_split": {"share": args.validation_share, **split}} if split else {}),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
