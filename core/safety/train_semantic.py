@@ -2,6 +2,7 @@
 
     python -m core.safety.train_semantic [--data-dir DIR] [--out checkpoints/crisis] [--epochs 5] [--seed 0]
                                          [--train-top-layers 2] [--ordinary-per-epoch 4000] [--validation-share 0.2]
+                                         [--hard-ordinary 0 --mine-pool 60000 --mine-after 2]
 
 Data, none of it from the held-out parts (tests/fixtures/crisis/heldout*.txt) nor from the ED/DailyDialog test splits
 (the bench's):
