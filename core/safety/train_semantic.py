@@ -111,7 +111,7 @@ def epoch_batches(written: list[tuple[Example, bool]], ordinary: list[str], epoc
     return batches
 
 
-def mine_hard(model: CrisisClassifier, ordinary: list[str], pool: int, keep: int, seed: int) -> list[str]:
+def mine_hard(model: CrisisClassifier, ordinary: list[str], pool: int, keep: int, seed: int | str) -> list[str]:
     """The `keep` ordinary utterances that `model` reads as likeliest crises among `pool` drawn at random. The
     threshold is set on the ordinary utterances the model confuses most (the top 0.5% of the validation ones), and a
     random sample holds few of them: about 20 of 4,000."""
@@ -134,7 +134,9 @@ def train(model: CrisisClassifier, written: list[tuple[Example, bool]], ordinary
     for epoch in range(epochs):
         start = time.perf_counter()
         if hard_ordinary and epoch >= mine_after:
-            hard = mine_hard(model, ordinary, mine_pool, hard_ordinary, seed * 1000 + epoch)
+            # A stream of its own: seeded like epoch_batches' draw, the pool would hold nearly all of that
+            # draw, and a mined message would often be drawn again in the same epoch.
+            hard = mine_hard(model, ordinary, mine_pool, hard_ordinary, f"mine {seed} {epoch}")
             print(f"mined {len(hard)} of {mine_pool} ordinary utterances in {time.perf_counter() - start:.0f} s, "
                   f"e.g. {hard[:3]}", flush=True)
         batches = epoch_batches(written, ordinary, epoch, seed, ordinary_per_epoch, hard)
