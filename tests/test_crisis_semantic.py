@@ -79,6 +79,8 @@ BEYOND_RULES = [
     "my gun is cleaned and loaded, lying beside me on the bed",
 ]
 FOLLOW_UP = "sunday, when my parents are at church"  # a crisis only as the answer to one
+# Ordinary alone for the shipped head too (FOLLOW_UP is not: see the xfail below), so the earlier turns are read.
+TIME_ONLY = "in the evening, once the kids are in bed"
 NOT_CRISIS = [
     "I took my allergy pills and went to bed early.",
     "We're watching the fireworks from the balcony on the tenth floor.",
@@ -112,7 +114,8 @@ def _written_messages() -> set[str]:
 
 def test_these_phrasings_are_in_no_training_or_held_out_file():
     written = {text.lower() for text in _written_messages()}
-    mine = [text for _, texts in FAMILIES.values() for text in texts] + NOT_CRISIS + SHORT_SADNESS + [FOLLOW_UP]
+    mine = [text for _, texts in FAMILIES.values() for text in texts]
+    mine += NOT_CRISIS + SHORT_SADNESS + [FOLLOW_UP, TIME_ONLY]
     assert [text for text in mine if text.lower() in written] == []
 
 
@@ -159,18 +162,20 @@ def test_a_line_of_everyday_sadness_is_not_crisis(text):
 @needs_minilm
 def test_the_layer_reads_a_message_differently_after_a_crisis_turn():
     layer = semantic.layer()
-    alone = layer.judge(FOLLOW_UP)
-    after = layer.judge(FOLLOW_UP, ["i've been thinking about ending my life", "I'm really sorry you feel this way."])
-    assert not alone.context and after.context and after.probability > alone.probability + 0.1
+    alone = layer.judge(TIME_ONLY)
+    after = layer.judge(TIME_ONLY, ["i've been thinking about ending my life", "I'm really sorry you feel this way."])
+    assert not alone.is_crisis and not alone.context
+    assert after.context and after.probability > alone.probability + 0.1
     # The earlier crisis may be one that only the semantic layer recognises; an ordinary turn is no context.
-    assert layer.judge(FOLLOW_UP, ["I'm at the top of the lighthouse on the outside of the railing"]).context
-    assert not layer.judge(FOLLOW_UP, ["I had a lovely week at the seaside"]).context
+    assert layer.judge(TIME_ONLY, ["I'm at the top of the lighthouse on the outside of the railing"]).context
+    assert not layer.judge(TIME_ONLY, ["I had a lovely week at the seaside"]).context
     stepping_back = "my sister came over and we're having tea, I feel a bit safer"
     assert not assess(stepping_back, ["i've been thinking about ending my life"]).is_crisis
 
 
 @needs_minilm
-@pytest.mark.xfail(strict=True, reason="the shipped head reads it as more likely a crisis after one, not enough")
+@pytest.mark.xfail(strict=True, reason="the shipped head reads it as a crisis even alone (p 0.67, threshold 0.60); "
+                                      "the fifth round's read it as more likely one after a crisis turn, not enough")
 def test_a_continuation_counts_only_after_a_crisis_turn():
     assert not assess(FOLLOW_UP).is_crisis
     assert assess(FOLLOW_UP, ["i've been thinking about ending my life"]).is_crisis

@@ -1,7 +1,8 @@
 """Train the semantic crisis layer and choose its threshold on data.
 
     python -m core.safety.train_semantic [--data-dir DIR] [--out checkpoints/crisis] [--epochs 5] [--seed 0]
-                                         [--train-top-layers 2] [--ordinary-per-epoch 4000] [--validation-share 0.2]
+                                         [--train-top-layers 2] [--encoder-lr 1e-4] [--ordinary-per-epoch 4000]
+                                         [--validation-share 0.2]
                                          [--hard-ordinary 0 --mine-pool 60000 --mine-after 2]
 
 Data, none of it from the held-out parts (tests/fixtures/crisis/heldout*.txt) nor from the ED/DailyDialog test splits
@@ -53,6 +54,8 @@ CONTEXT_WEIGHT = 0.3  # the context-flag copies, relative to the message read al
 # negative: a few dozen of them stand against the context copy of every crisis message.
 STEP_BACK_WEIGHT = 5.0
 BATCH = 32
+ENCODER_LR = 1e-4  # the fine-tuned MiniLM layers'; the head learns at HEAD_LR
+HEAD_LR = 2e-3
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,11 @@ def mine_hard(model: CrisisClassifier, ordinary: list[str], pool: int, keep: int
 
 def train(model: CrisisClassifier, written: list[tuple[Example, bool]], ordinary: list[str], epochs: int,
           seed: int, ordinary_per_epoch: int = ORDINARY_PER_EPOCH, hard_ordinary: int = HARD_ORDINARY,
-          mine_pool: int = MINE_POOL, mine_after: int = MINE_AFTER) -> None:
+          mine_pool: int = MINE_POOL, mine_after: int = MINE_AFTER, encoder_lr: float = ENCODER_LR) -> None:
     torch.manual_seed(seed)
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": 5e-5},
-                                   {"params": model.head.parameters(), "lr": 2e-3}], weight_decay=0.01)
+    optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": encoder_lr},
+                                   {"params": model.head.parameters(), "lr": HEAD_LR}], weight_decay=0.01)
     model.train()
     hard: list[str] = []
     for epoch in range(epochs):
@@ -193,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-top-layers", type=int, default=CrisisConfig().encoder.train_top_layers,
                         help="MiniLM layers fine-tuned from the top (default %(default)s of 6); the rest stay as "
                              "pretrained and are not saved")
+    parser.add_argument("--encoder-lr", type=float, default=ENCODER_LR,
+                        help="AdamW's learning rate for the fine-tuned MiniLM layers (default %(default)s)")
     parser.add_argument("--ordinary-per-epoch", type=int, default=ORDINARY_PER_EPOCH,
                         help="ED/DailyDialog train utterances drawn afresh each epoch (default %(default)s)")
     parser.add_argument("--hard-ordinary", type=int, default=HARD_ORDINARY,
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     config.encoder.train_top_layers = args.train_top_layers
     model = CrisisClassifier(config)
     train(model, written, ordinary, args.epochs, args.seed, args.ordinary_per_epoch, args.hard_ordinary,
-          args.mine_pool, args.mine_after)
+          args.mine_pool, args.mine_after, args.encoder_lr)
     scores = model.crisis_probability([normalise(p.text) for p in validation])
     threshold = choose_threshold(scores)
     model.threshold.fill_(threshold)
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "threshold_chosen_on": "EmpatheticDialogues + DailyDialog validation utterances",
         "written_messages": len(written), "ordinary_per_epoch": args.ordinary_per_epoch,
         "validation_utterances": len(validation), "epochs": args.epochs, "seed": args.seed,
-        "train_top_layers": args.train_top_layers,
+        "train_top_layers": args.train_top_layers, "encoder_lr": args.encoder_lr,
         **({"hard_ordinary": args.hard_ordinary, "mine_pool": args.mine_pool, "mine_after": args.mine_after}
            if args.hard_ordinary else {}),
         "threshold_choice": figures, "seconds": round(time.perf_counter() - began),
