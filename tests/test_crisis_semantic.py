@@ -10,12 +10,14 @@ import logging
 import shutil
 
 import pytest
+import torch
 
 from core import paths, safety_bench
 from core.safety import CRISIS_REPLY, CheckpointError, assess, safe_reply, semantic
 from core.safety.crisis import assess_rules
 from core.safety.phrasings import HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, LABELS, TRAIN, Labelled, read_labelled
-from core.safety.train_semantic import Example, epoch_batches, mine_hard
+from core.models.encoder import EncoderConfig
+from core.safety.train_semantic import INIT_SEED, Example, epoch_batches, mine_hard, train, train_soup
 
 needs_minilm = pytest.mark.skipif(paths.minilm_dir() is None, reason="the offline MiniLM package is not installed")
 
@@ -248,3 +250,26 @@ def test_mining_keeps_the_ordinary_messages_the_head_reads_as_likeliest_crises()
                 *looks_like_one, "the train was late again"]
     assert sorted(mine_hard(model, ordinary, pool=len(ordinary), keep=2, seed=0)) == sorted(looks_like_one)
     assert not model.training
+
+
+def test_a_soup_is_the_mean_of_runs_from_one_start():
+    config = semantic.CrisisConfig(EncoderConfig(name_or_path="scratch", n_layer=1, n_embd=32, n_head=2, max_length=32,
+                                                 freeze=False))
+    written = [(Example("i want to die", 1, False, "crisis"), True),
+               (Example("i took all my pills", 2, False, "crisis"), True),
+               (Example("what a nice day", 0, False, "negative"), True)]
+    ordinary = [f"ordinary message {i}" for i in range(20)]
+
+    def run(seed):
+        torch.manual_seed(INIT_SEED)  # where train_soup starts every run
+        model = semantic.CrisisClassifier(config)
+        train(model, written, ordinary, 1, seed, ordinary_per_epoch=10)
+        return model.saved_state()
+
+    first, second = run(0), run(1)
+    assert not torch.allclose(first["head.weight"], second["head.weight"])  # the seeds draw different runs
+    soup = train_soup(config, written, ordinary, 1, [0, 1], ordinary_per_epoch=10).saved_state()
+    for name in first:
+        torch.testing.assert_close(soup[name], (first[name] + second[name]) / 2)
+    alone = train_soup(config, written, ordinary, 1, [1], ordinary_per_epoch=10).saved_state()
+    torch.testing.assert_close(alone["head.weight"], second["head.weight"])
