@@ -14,10 +14,11 @@ import torch
 
 from core import paths, safety_bench
 from core.safety import CRISIS_REPLY, CheckpointError, assess, safe_reply, semantic
-from core.safety.crisis import assess_rules
+from core.safety.crisis import assess_rules, normalise
 from core.safety.phrasings import HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, LABELS, TRAIN, Labelled, read_labelled
 from core.models.encoder import EncoderConfig
-from core.safety.train_semantic import INIT_SEED, Example, epoch_batches, mine_hard, train, train_soup
+from core.safety.train_semantic import (INIT_SEED, Example, epoch_batches, mine_hard, train, train_soup,
+                                        written_examples)
 
 needs_minilm = pytest.mark.skipif(paths.minilm_dir() is None, reason="the offline MiniLM package is not installed")
 
@@ -221,6 +222,26 @@ def test_a_tampered_head_is_refused(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="SHA-256"):
         semantic.SemanticLayer.load(head)
+
+
+def test_a_written_follow_up_is_read_with_the_flag_unless_its_earlier_turn_is_marked_ordinary(tmp_path):
+    file = tmp_path / "train.txt"
+    file.write_text("suicide | i'm on the roof || it's really high up here\n"  # a crisis turn the rules pass
+                    "none | (ordinary) when is your flight? || tomorrow morning, early\n"
+                    "none | i want to kill myself || ok, i will call the number\n"
+                    "none | a line read alone\n", encoding="utf-8")
+    rows = read_labelled(file)
+    assert [row.history for row in rows] == [("i'm on the roof",), ("when is your flight?",),
+                                             ("i want to kill myself",), ()]
+    assert [row.after_ordinary_turn for row in rows] == [False, True, False, False]
+    assert not assess_rules("i'm on the roof").is_crisis
+    read = {example.text: (example.context, alone) for example, alone in written_examples(rows)}
+    assert [read[normalise(row.text)] for row in rows] == [(True, False), (False, False), (True, False), (False, True)]
+
+
+def test_no_earlier_turn_marked_ordinary_in_train_txt_is_one_the_rules_flag():
+    marked = [row for row in read_labelled(TRAIN) if row.after_ordinary_turn]
+    assert len(marked) >= 30 and not [row.history[-1] for row in marked if assess_rules(row.history[-1]).is_crisis]
 
 
 def test_an_epoch_draws_the_ordinary_sample_it_is_told_and_weighs_the_groups_equally():

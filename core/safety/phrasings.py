@@ -2,7 +2,9 @@
 
 - tests/fixtures/crisis/train.txt (the semantic layer learns from it), heldout.txt, heldout_b.txt, heldout_c.txt and
   heldout_d.txt (only the bench reads them, never training: `core.safety.train_semantic`): each line is
-  "label | message" or "label | earlier turn || message", the label one of the crisis categories or `none`;
+  "label | message" or "label | earlier turn || message", the label one of the crisis categories or `none`; an
+  earlier turn written "(ordinary) ..." is marked as not a crisis (train.txt: its other earlier turns are crisis
+  turns, so training knows what the context flag would say without asking the layer it trains);
 - tests/fixtures/crisis_phrasings.txt and non_crisis_phrasings.txt, the lists the rule table was written against.
   All of these are the project's own writing, kept with the tests' fixtures (the datasets of ../shared/data are
   not the project's and are never committed);
@@ -30,6 +32,7 @@ HELDOUT_D = FIXTURES / "crisis" / "heldout_d.txt"  # a fourth, written by other 
 NONE = "none"
 LABELS = (NONE, *CATEGORIES)
 TURN_BREAK = " || "
+ORDINARY_TURN = "(ordinary) "
 CRISIS_PHRASINGS = FIXTURES / "crisis_phrasings.txt"
 NON_CRISIS_PHRASINGS = FIXTURES / "non_crisis_phrasings.txt"
 SAD_EMOTIONS = ("sad", "devastated", "lonely", "afraid", "anxious")
@@ -40,6 +43,7 @@ class Labelled:
     label: str  # one of LABELS
     text: str  # the newest message
     history: tuple[str, ...] = ()  # the user's earlier turns, oldest first
+    after_ordinary_turn: bool = False  # the newest earlier turn is marked ORDINARY_TURN
 
     @property
     def is_crisis(self) -> bool:
@@ -59,7 +63,9 @@ def read_labelled(path: Path) -> list[Labelled]:
         if not sep or label not in LABELS or not rest.strip():
             raise ValueError(f"{path}:{number}: expected 'label | message' with a label in {LABELS}, got {line!r}")
         *earlier, text = [part.strip() for part in rest.split(TURN_BREAK)]
-        rows.append(Labelled(label, text, tuple(earlier)))
+        marked = [turn.startswith(ORDINARY_TURN) for turn in earlier]
+        earlier = [turn.removeprefix(ORDINARY_TURN).strip() for turn in earlier]
+        rows.append(Labelled(label, text, tuple(earlier), bool(marked) and marked[-1]))
     return rows
 
 

@@ -12,9 +12,10 @@ Data, none of it from the held-out parts (tests/fixtures/crisis/heldout*.txt) no
   `none` lines;
 - ordinary messages: EmpatheticDialogues and DailyDialog *train* utterances the rules pass, a fresh sample each
   epoch (people write them to talk, not to ask for help; the few crisis lines among them are what the rules flag);
-- continuations: train.txt lines with an earlier turn are read with the context flag set when the rules call that
-  turn a crisis; every other written message and part of the ordinary sample is read with the flag set too, with
-  less weight, so that a crisis stays one after another crisis turn and an ordinary message stays ordinary.
+- continuations: train.txt lines with an earlier turn are read with the context flag set unless that turn is marked
+  ordinary (`follows_crisis`); every other written message and part of the ordinary sample is read with the flag
+  set too, with less weight, so that a crisis stays one after another crisis turn and an ordinary message stays
+  ordinary.
 
 Each epoch weighs the written crisis messages, the written negatives and the ordinary sample equally as groups.
 One run is trained per seed (its ordinary samples, order and dropout), every run from the same initial weights, and
@@ -81,16 +82,23 @@ def split_train(share: float, seed: int) -> tuple[list[Labelled], list[Labelled]
     return [r for i, r in enumerate(rows) if i not in chosen], [r for i, r in enumerate(rows) if i in chosen]
 
 
+def follows_crisis(row: Labelled) -> bool:
+    """Whether a written line is read with the context flag. At run time the flag comes from the rules or from this
+    layer reading an earlier turn alone; here from the file, whose earlier turns are crisis turns unless marked
+    ordinary: the rules pass many of them ("I'm on the roof"), and the layer is what is being trained."""
+    return bool(row.history) and not row.after_ordinary_turn
+
+
 def written_examples(train_rows: list[Labelled] | None = None) -> list[tuple[Example, bool]]:
     """(example, is the original message read alone) for every written message the layer may learn from."""
-    rows = [(category, text, ()) for category, text in read_crisis_phrasings()]
-    rows += [(NONE, text, ()) for text in read_non_crisis_phrasings()]
-    rows += [(row.label, row.text, row.history) for row in (read_labelled(TRAIN) if train_rows is None else train_rows)]
+    rows = [Labelled(category, text) for category, text in read_crisis_phrasings()]
+    rows += [Labelled(NONE, text) for text in read_non_crisis_phrasings()]
+    rows += read_labelled(TRAIN) if train_rows is None else train_rows
     out = []
-    for label, text, history in rows:
-        context = bool(history) and assess_rules(history[-1]).is_crisis
-        group = "negative" if label == NONE else "crisis"
-        out.append((Example(normalise(text), LABELS.index(label), context, group), not history))
+    for row in rows:
+        group = "crisis" if row.is_crisis else "negative"
+        example = Example(normalise(row.text), LABELS.index(row.label), follows_crisis(row), group)
+        out.append((example, not row.history))
     return out
 
 
@@ -198,7 +206,7 @@ def choose_threshold(scores: torch.Tensor, budget: float = FPR_BUDGET) -> float:
 def validation_figures(model: CrisisClassifier, rows: list[Labelled], scores: torch.Tensor) -> dict:
     """Both layers on the train.txt lines set aside, at the threshold of each ED/DD validation FPR budget."""
     texts = [normalise(row.text) for row in rows]
-    context = [bool(row.history) and assess_rules(row.history[-1]).is_crisis for row in rows]
+    context = [follows_crisis(row) for row in rows]
     probability = model.crisis_probability(texts, context)
     rules = torch.tensor([assess_rules(row.text, row.history).is_crisis for row in rows])
     crisis = torch.tensor([row.is_crisis for row in rows])
