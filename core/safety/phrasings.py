@@ -63,9 +63,9 @@ def read_labelled(path: Path) -> list[Labelled]:
         if not sep or label not in LABELS or not rest.strip():
             raise ValueError(f"{path}:{number}: expected 'label | message' with a label in {LABELS}, got {line!r}")
         *earlier, text = [part.strip() for part in rest.split(TURN_BREAK)]
-        marked = [turn.startswith(ORDINARY_TURN) for turn in earlier]
+        after_ordinary = bool(earlier) and earlier[-1].startswith(ORDINARY_TURN)
         earlier = [turn.removeprefix(ORDINARY_TURN).strip() for turn in earlier]
-        rows.append(Labelled(label, text, tuple(earlier), bool(marked) and marked[-1]))
+        rows.append(Labelled(label, text, tuple(earlier), after_ordinary))
     return rows
 
 
