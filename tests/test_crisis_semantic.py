@@ -66,7 +66,7 @@ FAMILIES = {
 # The head retrained on the third and fourth rounds of train.txt recognises the extension cord, the railway bridge
 # and the candle that the first head missed, and misses two that it recognised (p 0.85, threshold 0.92). The head of
 # the fifth round recognises those two again ("if I died in my sleep tonight", "i just want to say goodbye") and
-# misses the candle (p 0.07, threshold 0.71). The soups of the ninth and tenth rounds still miss both.
+# misses the candle (p 0.07, threshold 0.71). The soups of the ninth to eleventh rounds still miss both.
 KNOWN_MISSES = {
     "I left letters for my kids and my husband on the table, they'll understand one day",
     "I hold my hand over the candle until it blisters, it helps me",
