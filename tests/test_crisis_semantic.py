@@ -15,10 +15,11 @@ import torch
 from core import paths, safety_bench
 from core.safety import CRISIS_REPLY, CheckpointError, assess, safe_reply, semantic
 from core.safety.crisis import assess_rules, normalise
-from core.safety.phrasings import HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, LABELS, TRAIN, Labelled, read_labelled
+from core.safety.phrasings import (HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, LABELS, TRAIN, Labelled, count_rounds,
+                                   read_labelled)
 from core.models.encoder import EncoderConfig
-from core.safety.train_semantic import (INIT_SEED, Example, epoch_batches, mine_hard, train, train_soup,
-                                        written_examples)
+from core.safety.train_semantic import (INIT_SEED, SPLIT_SEED, Example, epoch_batches, mine_hard, split_train, train,
+                                        train_soup, written_examples)
 
 needs_minilm = pytest.mark.skipif(paths.minilm_dir() is None, reason="the offline MiniLM package is not installed")
 
@@ -122,6 +123,18 @@ def test_these_phrasings_are_in_no_training_or_held_out_file():
     assert [text for text in mine if text.lower() in written] == []
 
 
+def test_a_labelled_file_is_read_up_to_a_round(tmp_path):
+    file = tmp_path / "rounds.txt"
+    file.write_text("suicide | first line\n# second round, written later\nnone | second line\n"
+                    "# more of the second round\nnone | third line\n# third round\nabuse | fourth line\n")
+    assert [row.text for row in read_labelled(file, 1)] == ["first line"]
+    assert [row.text for row in read_labelled(file, 2)] == ["first line", "second line", "third line"]
+    assert len(read_labelled(file)) == len(read_labelled(file, 3)) == 4 and count_rounds(file) == 3
+    for wrong in (0, 4):
+        with pytest.raises(ValueError, match="holds 3 rounds"):
+            read_labelled(file, wrong)
+
+
 def test_the_labelled_files_parse_and_hold_enough_messages():
     train = read_labelled(TRAIN)
     assert {row.label for row in train} == set(LABELS) and any(row.history for row in train)
@@ -199,6 +212,8 @@ def test_the_shipped_head_is_checked_and_its_threshold_was_chosen_on_data():
     assert layer is not None and layer.threshold == choice["threshold"]
     assert choice["validation_fpr"] <= choice["fpr_budget"]
     assert "heldout" not in json.dumps(record).lower()
+    # the rounds it records rebuild what it was trained on: the repository can train it again
+    assert len(written_examples(split_train(0.0, SPLIT_SEED, record["rounds"])[0])) == record["written_messages"]
 
 
 def test_without_the_head_the_rules_still_work_and_say_so_once(tmp_path, monkeypatch, caplog):

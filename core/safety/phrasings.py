@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,12 @@ ORDINARY_TURN = "(ordinary) "
 CRISIS_PHRASINGS = FIXTURES / "crisis_phrasings.txt"
 NON_CRISIS_PHRASINGS = FIXTURES / "non_crisis_phrasings.txt"
 SAD_EMOTIONS = ("sad", "devastated", "lonely", "afraid", "anxious")
+# train.txt was written in rounds, each opened by a comment "# <ordinal> round ..." (the first has none): a head is
+# trained on the first n, so that one trained before a round was added can be trained again.
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+            "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+            "eighteenth", "nineteenth", "twentieth")
+_ROUND_HEADER = re.compile(r"#\s*(" + "|".join(ORDINALS) + r") round\b")
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,34 @@ class Labelled:
         return self.label != NONE
 
 
-def read_labelled(path: Path) -> list[Labelled]:
-    """The labelled messages of a file in the format above; comments (#) and blank lines are skipped."""
+def _lines_by_round(path: Path) -> list[tuple[int, int, str]]:
+    """(round, line number, stripped line) of every line of a labelled file."""
     if not path.is_file():
         raise FileNotFoundError(f"labelled message file {path} not found")
-    rows = []
+    out, current = [], 1
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
-        if not line or line.startswith("#"):
+        header = _ROUND_HEADER.match(line)
+        if header:
+            current = max(current, ORDINALS.index(header.group(1)) + 1)
+        out.append((current, number, line))
+    return out
+
+
+def count_rounds(path: Path) -> int:
+    """How many rounds a labelled file holds."""
+    return max((round_ for round_, _, _ in _lines_by_round(path)), default=1)
+
+
+def read_labelled(path: Path, rounds: int | None = None) -> list[Labelled]:
+    """The labelled messages of a file in the format above; comments (#) and blank lines are skipped. With
+    `rounds`, only the lines of the file's first `rounds` rounds (see ORDINALS)."""
+    lines = _lines_by_round(path)
+    if rounds is not None and not 1 <= rounds <= count_rounds(path):
+        raise ValueError(f"{path} holds {count_rounds(path)} rounds: rounds must be 1 to that, got {rounds}")
+    rows = []
+    for round_, number, line in lines:
+        if not line or line.startswith("#") or (rounds is not None and round_ > rounds):
             continue
         label, sep, rest = line.partition(" | ")
         if not sep or label not in LABELS or not rest.strip():

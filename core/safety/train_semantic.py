@@ -1,8 +1,8 @@
 """Train the semantic crisis layer and choose its threshold on data.
 
-    python -m core.safety.train_semantic [--data-dir DIR] [--out checkpoints/crisis] [--epochs 5] [--seeds 0 1 2]
-                                         [--train-top-layers 2] [--encoder-lr 1e-4] [--ordinary-per-epoch 4000]
-                                         [--validation-share 0.2]
+    python -m core.safety.train_semantic [--data-dir DIR] [--out checkpoints/crisis] [--rounds N] [--epochs 5]
+                                         [--seeds 0 1 2] [--train-top-layers 2] [--encoder-lr 1e-4]
+                                         [--ordinary-per-epoch 4000] [--validation-share 0.2]
                                          [--hard-ordinary 0 --mine-pool 60000 --mine-after 2]
 
 Data, none of it from the held-out parts (tests/fixtures/crisis/heldout*.txt) nor from the ED/DailyDialog test splits
@@ -45,8 +45,8 @@ from core import paths
 from core.atomic import write_directory
 from core.safety.crisis import assess_rules, normalise
 from core.safety.phrasings import (CRISIS_PHRASINGS, LABELS, NON_CRISIS_PHRASINGS, NONE, SAD_EMOTIONS, TRAIN,
-                                   Labelled, read_crisis_phrasings, read_labelled, read_non_crisis_phrasings,
-                                   real_prompts)
+                                   Labelled, count_rounds, read_crisis_phrasings, read_labelled,
+                                   read_non_crisis_phrasings, real_prompts)
 from core.safety.semantic import HEAD_DIR, TRAINING_FILE, CrisisClassifier, CrisisConfig
 
 FPR_BUDGET = 0.005  # half the bench's 1% target on the test prompts: room for the layer's own variance
@@ -75,9 +75,10 @@ class Example:
     group: str  # "crisis", "negative" or "ordinary": the weight groups
 
 
-def split_train(share: float, seed: int) -> tuple[list[Labelled], list[Labelled]]:
-    """train.txt as (fitted, validation): a seeded `share` of its lines set aside to choose settings on."""
-    rows = read_labelled(TRAIN)
+def split_train(share: float, seed: int, rounds: int | None = None) -> tuple[list[Labelled], list[Labelled]]:
+    """train.txt (its first `rounds` rounds; all by default) as (fitted, validation): a seeded `share` of its lines
+    set aside to choose settings on."""
+    rows = read_labelled(TRAIN, rounds)
     chosen = set(random.Random(seed).sample(range(len(rows)), int(share * len(rows))))
     return [r for i, r in enumerate(rows) if i not in chosen], [r for i, r in enumerate(rows) if i in chosen]
 
@@ -243,12 +244,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="ordinary utterances scored to mine them from (default %(default)s)")
     parser.add_argument("--mine-after", type=int, default=MINE_AFTER,
                         help="epochs before the first mining (default %(default)s)")
+    parser.add_argument("--rounds", type=int,
+                        help="train on the first ROUNDS rounds of train.txt (default: all; the shipped head: "
+                             "its training.json's rounds)")
     parser.add_argument("--validation-share", type=float, default=0.0,
                         help="set this share of train.txt aside and report both layers on it at several FPR budgets "
                              "(to choose settings on; the shipped head is trained with 0, on every line)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    fitted, set_aside = split_train(args.validation_share, SPLIT_SEED)
+    fitted, set_aside = split_train(args.validation_share, SPLIT_SEED, args.rounds)
     written = written_examples(fitted)
     ordinary = [normalise(p.text) for p in real_prompts(args.data_dir, "train")]
     ordinary = [text for text in ordinary if text.strip() and not assess_rules(text).is_crisis]
@@ -278,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                          for path in (CRISIS_PHRASINGS, NON_CRISIS_PHRASINGS, TRAIN)),
                        "EmpatheticDialogues + DailyDialog train utterances"],
         "threshold_chosen_on": "EmpatheticDialogues + DailyDialog validation utterances",
-        "written_messages": len(written), "ordinary_per_epoch": args.ordinary_per_epoch,
+        "rounds": args.rounds or count_rounds(TRAIN), "written_messages": len(written),
+        "ordinary_per_epoch": args.ordinary_per_epoch,
         "validation_utterances": len(validation), "epochs": args.epochs, "seeds": args.seeds,
         "train_top_layers": args.train_top_layers, "encoder_lr": args.encoder_lr,
         **({"hard_ordinary": args.hard_ordinary, "mine_pool": args.mine_pool, "mine_after": args.mine_after}
