@@ -19,7 +19,7 @@ from core.safety.phrasings import (HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, LAB
                                    read_labelled)
 from core.models.encoder import EncoderConfig
 from core.safety.train_semantic import (INIT_SEED, SPLIT_SEED, Example, epoch_batches, mine_hard, split_train, train,
-                                        train_soup, written_examples)
+                                        train_soup, with_index, written_examples)
 
 needs_minilm = pytest.mark.skipif(paths.minilm_dir() is None, reason="the offline MiniLM package is not installed")
 
@@ -307,3 +307,37 @@ def test_a_soup_is_the_mean_of_runs_from_one_start():
         torch.testing.assert_close(soup[name], (first[name] + second[name]) / 2)
     alone = train_soup(config, written, ordinary, 1, [1], ordinary_per_epoch=10).saved_state()
     torch.testing.assert_close(alone["head.weight"], second["head.weight"])
+
+
+def test_the_neighbour_reading_reads_the_index_and_leaves_follow_ups_to_the_head(tmp_path):
+    config = semantic.CrisisConfig(EncoderConfig(name_or_path="scratch", n_layer=1, n_embd=32, n_head=2, max_length=32,
+                                                 freeze=False))
+    torch.manual_seed(0)
+    model = semantic.CrisisClassifier(config).eval()
+    written = [(Example("i want to die", 1, False, "crisis"), True),
+               (Example("the rope is ready", 1, False, "crisis"), True),
+               (Example("yes tonight", 1, True, "crisis"), False),  # a follow-up: not in the index
+               (Example("what a nice day", 0, False, "negative"), True)]
+    ordinary = [f"ordinary message {i}" for i in range(30)]
+    indexed = with_index(model, written, ordinary, index_ordinary=5, seed=0)
+    assert indexed.config.index_size == 3 + 5 and indexed.index_crisis.tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
+    texts = ["i want to die", "what a nice day", "yes tonight"]
+    embeddings = model.embed_all(texts)
+    torch.testing.assert_close(indexed.index_vectors[[0, 2]], embeddings[:2], atol=2e-3, rtol=0)  # as float16
+    indexed.config.neighbours = 1
+    torch.testing.assert_close(indexed.neighbour_score(embeddings[:2]), torch.tensor([1.0, 0.0]))
+    head = model.head_probability(embeddings, torch.tensor([False, False, True]))
+    reading = indexed.reading(embeddings, torch.tensor([False, False, True]))
+    torch.testing.assert_close(reading, torch.stack([(head[0] + 1) / 2, head[1] / 2, head[2]]), atol=1e-3, rtol=0)
+
+    indexed.config.neighbours = 10
+    indexed.threshold.fill_(0.25)
+    indexed.head_threshold.fill_(0.75)
+    torch.testing.assert_close(indexed.thresholds(torch.tensor([False, True])), torch.tensor([0.25, 0.75]))
+    indexed.save_pretrained(tmp_path / "head", dtype="float16")
+    loaded = semantic.CrisisClassifier.from_pretrained(tmp_path / "head")
+    assert loaded.config.index_size == 8 and float(loaded.head_threshold) == 0.75
+    torch.testing.assert_close(loaded.crisis_probability(texts, [False, False, True]),
+                               indexed.crisis_probability(texts, [False, False, True]), atol=5e-3, rtol=0)
+    judged = semantic.SemanticLayer(loaded)._read(embeddings[0], True)
+    assert judged.threshold == 0.75 and judged.context

@@ -6,12 +6,14 @@ are words), is read by the offline all-MiniLM-L6-v2 with its top layers fine-tun
 length), and a linear head gives the probability of `none` and of each crisis category. The head also reads a
 context flag, set when one of the last turns was a crisis, so that "yes", "tonight" or "I already have them" after
 one count while "thank you, I will call them" does not. A message is a crisis when 1 - p(none) reaches the
-threshold stored with the weights.
+threshold stored with the weights. A head may also carry an index (the neighbour reading): its vectors of the written
+messages and of ordinary utterances, so that a message read alone is scored by the mean of 1 - p(none) and the crisis
+share of its nearest neighbours, against a threshold of its own; after a crisis turn the head reads alone.
 
 `python -m core.safety.train_semantic` trains the layer and chooses its threshold on data; checkpoints/crisis/ holds
-the result (model.safetensors: the fine-tuned layers, the head and the threshold, with checksums.json; config.json;
-training.json says what it was trained on and how the threshold was chosen). Without MiniLM or that folder, crisis
-recognition keeps working with the rules alone, and says so once in the log.
+the result (model.safetensors: the fine-tuned layers, the head, the index and the thresholds, with checksums.json;
+config.json; training.json says what it was trained on and how the thresholds were chosen). Without MiniLM or that
+folder, crisis recognition keeps working with the rules alone, and says so once in the log.
 """
 
 from __future__ import annotations
@@ -53,10 +55,16 @@ class CrisisConfig:
     # fine-tuned for the task and saved, the rest reloads from the package.
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name_or_path=MINILM, freeze=True,
                                                                          train_top_layers=2, max_length=128))
+    # The neighbour reading: how many vectors the index holds (0: none, the head reads alone), how many nearest
+    # ones are read, and the temperature of the softmax over their cosines.
+    index_size: int = 0
+    neighbours: int = 10
+    neighbour_temperature: float = 0.05
 
 
 class CrisisClassifier(EncoderModel):
-    """MiniLM (top layers fine-tuned) -> unit-length mean-pooled vector -> linear head over LABELS."""
+    """MiniLM (top layers fine-tuned) -> unit-length mean-pooled vector -> linear head over LABELS, and, with an
+    index, the crisis share of the vector's nearest written messages and ordinary utterances beside it."""
 
     config_class = CrisisConfig
 
@@ -65,8 +73,13 @@ class CrisisClassifier(EncoderModel):
         self.config = config
         self.encoder = TextEncoder(config.encoder, tokenizer)
         self.head = nn.Linear(2 * self.encoder.dim + 1, len(LABELS))
-        # Saved with the weights, so that checksums.json covers the decision as well as the scores.
+        # Saved with the weights, so that checksums.json covers the decision as well as the scores: `threshold`
+        # decides `reading`; with an index, `head_threshold` decides the head's reading after a crisis turn.
         self.register_buffer("threshold", torch.tensor(1.0))
+        if config.index_size:
+            self.register_buffer("index_vectors", torch.zeros(config.index_size, self.encoder.dim))
+            self.register_buffer("index_crisis", torch.zeros(config.index_size))  # 1.0 for a crisis message
+            self.register_buffer("head_threshold", torch.tensor(1.0))
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         return nn.functional.normalize(self.encoder.encode([[text] for text in texts]), dim=-1)
@@ -74,27 +87,65 @@ class CrisisClassifier(EncoderModel):
     def logits(self, embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return self.head(features(embeddings, context))
 
+    def head_probability(self, embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The head's 1 - p(none)."""
+        return 1.0 - torch.softmax(self.logits(embeddings, context), dim=-1)[:, LABELS.index(NONE)]
+
+    def neighbour_score(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The crisis share of the `neighbours` index vectors nearest each embedding, weighted by a softmax of their
+        cosines at `neighbour_temperature`."""
+        cosines = embeddings @ self.index_vectors.T
+        nearest, at = cosines.topk(min(self.config.neighbours, self.config.index_size), dim=-1)
+        weights = torch.softmax(nearest / self.config.neighbour_temperature, dim=-1)
+        return (weights * self.index_crisis[at]).sum(-1)
+
+    def reading(self, embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The score `thresholds` decides on: the head's 1 - p(none), and for a message read alone, with an index,
+        its mean with the neighbour score. After a crisis turn the head reads alone: the index holds messages read
+        alone, and a follow-up ("yes, tonight") has ordinary neighbours."""
+        head = self.head_probability(embeddings, context)
+        if not self.config.index_size:
+            return head
+        return torch.where(context, head, (head + self.neighbour_score(embeddings)) / 2)
+
+    def thresholds(self, context: torch.Tensor) -> torch.Tensor:
+        if not self.config.index_size:
+            return self.threshold.expand(context.shape)
+        return torch.where(context, self.head_threshold, self.threshold)
+
     @torch.inference_mode()
-    def crisis_probability(self, texts: Sequence[str], context: Sequence[bool] | None = None,
-                           batch_size: int = 64) -> torch.Tensor:
-        """1 - p(none) of each normalised text, computed in batches of similar length (a batch is padded to its
+    def crisis_probability(self, texts: Sequence[str], context: Sequence[bool] | None = None) -> torch.Tensor:
+        """The reading of each normalised text, computed in batches of similar length (a batch is padded to its
         longest text, so mixing a story with one-word replies would cost most of the time)."""
-        flags = torch.tensor(list(context) if context is not None else [False] * len(texts))
+        return self.reading(self.embed_all(texts), self._flags(texts, context))
+
+    @torch.inference_mode()
+    def head_crisis_probability(self, texts: Sequence[str], context: Sequence[bool] | None = None) -> torch.Tensor:
+        """The head's 1 - p(none) of each normalised text, without the neighbour reading."""
+        return self.head_probability(self.embed_all(texts), self._flags(texts, context))
+
+    @staticmethod
+    def _flags(texts: Sequence[str], context: Sequence[bool] | None) -> torch.Tensor:
+        return torch.tensor(list(context) if context is not None else [False] * len(texts), dtype=torch.bool)
+
+    @torch.inference_mode()
+    def embed_all(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """`embed` in batches of similar length."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.zeros(len(texts))
+        out = torch.zeros(len(texts), self.encoder.dim)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            probs = torch.softmax(self.logits(self.embed([texts[i] for i in rows]), flags[rows]), dim=-1)
-            out[rows] = 1.0 - probs[:, LABELS.index(NONE)]
+            out[rows] = self.embed([texts[i] for i in rows])
         return out
 
 
 @dataclass(frozen=True)
 class Judgement:
     is_crisis: bool
-    probability: float  # 1 - p(none)
+    probability: float  # the model's reading: 1 - p(none), with an index its mean with the neighbour score
     category: str | None  # the likeliest crisis category, whether or not it is a crisis
     context: bool  # read as following a crisis turn
+    threshold: float = 1.0  # the one the reading was decided by
 
 
 class SemanticLayer:
@@ -102,7 +153,7 @@ class SemanticLayer:
 
     def __init__(self, model: CrisisClassifier):
         self.model = model.eval()
-        self.threshold = float(model.threshold)
+        self.threshold = float(model.threshold)  # a message read alone's
         self._cached = lru_cache(maxsize=CACHED)(self._embed_one)
 
     @classmethod
@@ -121,11 +172,11 @@ class SemanticLayer:
 
     @torch.inference_mode()
     def _read(self, embedding: torch.Tensor, context: bool) -> Judgement:
-        logits = self.model.logits(embedding.unsqueeze(0), torch.tensor([context]))[0]
-        probs = torch.softmax(logits, dim=-1)
-        crisis = 1.0 - probs[LABELS.index(NONE)].item()
-        category = LABELS[1 + int(probs[1:].argmax())]
-        return Judgement(crisis >= self.threshold, crisis, category, context)
+        embeddings, flags = embedding.unsqueeze(0), torch.tensor([context])
+        category = LABELS[1 + int(self.model.logits(embeddings, flags)[0, 1:].argmax())]
+        crisis = self.model.reading(embeddings, flags).item()
+        threshold = self.model.thresholds(flags).item()
+        return Judgement(crisis >= threshold, crisis, category, context, threshold)
 
     def judge(self, text: str, history: Sequence[object] = (), rules_context: bool = True) -> Judgement:
         """The layer's reading of the newest message. The earlier turns are looked at only when the message alone
@@ -174,11 +225,11 @@ def second_opinion(text: str, history: Sequence[str], found: CrisisAssessment) -
         return found
     judged = semantic.judge(text, history)
     after = " after a crisis turn" if judged.context else ""
-    reading = f"semantic p={judged.probability:.2f}{after} (threshold {semantic.threshold:.2f})"
+    reading = f"semantic p={judged.probability:.2f}{after} (threshold {judged.threshold:.2f})"
     if not judged.is_crisis:
         return CrisisAssessment(False, None, found.score, found.rules, f"{found.reason}; {reading}")
     rules = (*found.rules, "semantic/context" if judged.context else "semantic/message")
-    return CrisisAssessment(True, judged.category, max(found.score, judged.probability / semantic.threshold), rules,
+    return CrisisAssessment(True, judged.category, max(found.score, judged.probability / judged.threshold), rules,
                             f"{judged.category}: {reading}; rules: {found.reason}")
 
 

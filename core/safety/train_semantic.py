@@ -4,6 +4,7 @@
                                          [--seeds 0 1 2] [--train-top-layers 2] [--encoder-lr 1e-4]
                                          [--ordinary-per-epoch 4000] [--validation-share 0.2]
                                          [--hard-ordinary 0 --mine-pool 60000 --mine-after 2]
+                                         [--index-ordinary 20000] [--from DIR]
 
 Data, none of it from the held-out parts (tests/fixtures/crisis/heldout*.txt) nor from the ED/DailyDialog test splits
 (the bench's):
@@ -22,8 +23,12 @@ One run is trained per seed (its ordinary samples, order and dropout), every run
 their trained weights are averaged into the head (a uniform "model soup", Wortsman et al. 2022): one run's head is a
 draw whose recall at the threshold moves by as much as a round of new data moves it, and the average of several
 draws moves less, at no cost per message.
+The trained model then gets its index (`with_index`; `--index-ordinary 0`: none), and `--from DIR` builds the index
+of a head trained before without training again.
 The threshold is the lowest at which at most FPR_BUDGET of the ED/DailyDialog *validation* utterances (never fitted)
 are read as a crisis; their share among ED's sad, devastated, lonely, afraid and anxious conversations is recorded.
+With an index there are two, each chosen so: the reading's, for a message read alone, and the head's, for a message
+after a crisis turn.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from core.safety.crisis import assess_rules, normalise
 from core.safety.phrasings import (CRISIS_PHRASINGS, LABELS, NON_CRISIS_PHRASINGS, NONE, SAD_EMOTIONS, TRAIN,
                                    Labelled, count_rounds, read_crisis_phrasings, read_labelled,
                                    read_non_crisis_phrasings, real_prompts)
-from core.safety.semantic import HEAD_DIR, TRAINING_FILE, CrisisClassifier, CrisisConfig
+from core.safety.semantic import HEAD_DIR, TRAINING_FILE, CrisisClassifier, CrisisConfig, read_training
 
 FPR_BUDGET = 0.005  # half the bench's 1% target on the test prompts: room for the layer's own variance
 BUDGETS = (0.0025, 0.005, 0.0075, 0.01)  # compared on a validation split (--validation-share)
@@ -65,6 +70,7 @@ HEAD_LR = 2e-3
 SEEDS = (0, 1, 2)
 INIT_SEED = 0  # every run of a soup starts from the same head
 SPLIT_SEED = 0  # --validation-share sets the same lines aside whatever the seeds
+INDEX_ORDINARY = 20_000
 
 
 @dataclass(frozen=True)
@@ -204,19 +210,41 @@ def choose_threshold(scores: torch.Tensor, budget: float = FPR_BUDGET) -> float:
     return stored.item()
 
 
-def validation_figures(model: CrisisClassifier, rows: list[Labelled], scores: torch.Tensor) -> dict:
-    """Both layers on the train.txt lines set aside, at the threshold of each ED/DD validation FPR budget."""
+def with_index(model: CrisisClassifier, written: list[tuple[Example, bool]], ordinary: list[str], index_ordinary: int,
+               seed: int) -> CrisisClassifier:
+    """`model` with the neighbour reading: an index of its vectors of the written messages read alone and of
+    `index_ordinary` ordinary utterances drawn at random. Ordinary talk needs neighbours of its own: with the
+    written lines alone, more than the budget of the validation utterances have only crisis neighbours."""
+    alone = [example for example, is_alone in written if is_alone]
+    sample = random.Random(f"index {seed}").sample(ordinary, min(index_ordinary, len(ordinary)))
+    texts = [example.text for example in alone] + sample
+    config = copy.deepcopy(model.config)
+    config.index_size = len(texts)
+    indexed = CrisisClassifier(config, model.encoder.tokenizer)
+    indexed.load_state_dict(model.state_dict(), strict=False)
+    indexed.index_vectors.copy_(model.embed_all(texts).half())  # as stored, so the threshold is the stored one's
+    indexed.index_crisis.copy_(torch.tensor([float(example.label != LABELS.index(NONE)) for example in alone]
+                                            + [0.0] * len(sample)))
+    return indexed.eval()
+
+
+def validation_figures(model: CrisisClassifier, rows: list[Labelled], scores: torch.Tensor,
+                       head_scores: torch.Tensor) -> dict:
+    """Both layers on the train.txt lines set aside, at the thresholds of each ED/DD validation FPR budget (the
+    reading's, and the head's for a line after a crisis turn)."""
     texts = [normalise(row.text) for row in rows]
-    context = [follows_crisis(row) for row in rows]
-    probability = model.crisis_probability(texts, context)
+    context = torch.tensor([follows_crisis(row) for row in rows])
+    probability = model.crisis_probability(texts, context.tolist())
     rules = torch.tensor([assess_rules(row.text, row.history).is_crisis for row in rows])
     crisis = torch.tensor([row.is_crisis for row in rows])
     out = {}
     for budget in BUDGETS:
-        said = rules | (probability >= choose_threshold(scores, budget))
+        threshold = choose_threshold(scores, budget)
+        thresholds = torch.where(context, choose_threshold(head_scores, budget), threshold)
+        said = rules | (probability >= thresholds)
         out[f"{budget:.4f}"] = {"recall": said[crisis].float().mean().item(),
                                 "false_alarms": said[~crisis].float().mean().item(),
-                                "validation_fpr": (scores >= choose_threshold(scores, budget)).float().mean().item()}
+                                "validation_fpr": (scores >= threshold).float().mean().item()}
     return {"crisis": int(crisis.sum()), "none": int((~crisis).sum()), "by_fpr_budget": out}
 
 
@@ -247,12 +275,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int,
                         help="train on the first ROUNDS rounds of train.txt (default: all; the shipped head: "
                              "its training.json's rounds)")
+    parser.add_argument("--index-ordinary", type=int, default=INDEX_ORDINARY,
+                        help="the neighbour reading's index: the written messages read alone and this many "
+                             "ED/DailyDialog train utterances (default %(default)s; 0: no neighbour reading)")
+    parser.add_argument("--from", dest="trained", metavar="DIR",
+                        help="do not train: take the head trained in DIR (without an index) and build its index "
+                             "and choose its thresholds, on the rounds its training.json records unless --rounds")
     parser.add_argument("--validation-share", type=float, default=0.0,
                         help="set this share of train.txt aside and report both layers on it at several FPR budgets "
                              "(to choose settings on; the shipped head is trained with 0, on every line)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    fitted, set_aside = split_train(args.validation_share, SPLIT_SEED, args.rounds)
+    trained = read_training(args.trained) if args.trained else {}
+    rounds = args.rounds or trained.get("rounds") or count_rounds(TRAIN)
+    fitted, set_aside = split_train(args.validation_share, SPLIT_SEED, rounds)
     written = written_examples(fitted)
     ordinary = [normalise(p.text) for p in real_prompts(args.data_dir, "train")]
     ordinary = [text for text in ordinary if text.strip() and not assess_rules(text).is_crisis]
@@ -260,35 +296,56 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(written)} written messages, {len(ordinary)} ordinary to sample from, "
           f"{len(validation)} validation utterances for the threshold", flush=True)
 
-    config = CrisisConfig()
-    config.encoder.train_top_layers = args.train_top_layers
-    model = train_soup(config, written, ordinary, args.epochs, args.seeds, ordinary_per_epoch=args.ordinary_per_epoch,
-                       hard_ordinary=args.hard_ordinary, mine_pool=args.mine_pool, mine_after=args.mine_after,
-                       encoder_lr=args.encoder_lr)
-    scores = model.crisis_probability([normalise(p.text) for p in validation])
+    if args.trained:
+        model = CrisisClassifier.from_pretrained(args.trained)
+        if model.config.index_size:
+            parser.error(f"{args.trained} has an index already: give a head trained without one")
+    else:
+        config = CrisisConfig()
+        config.encoder.train_top_layers = args.train_top_layers
+        model = train_soup(config, written, ordinary, args.epochs, args.seeds,
+                           ordinary_per_epoch=args.ordinary_per_epoch, hard_ordinary=args.hard_ordinary,
+                           mine_pool=args.mine_pool, mine_after=args.mine_after, encoder_lr=args.encoder_lr)
+    embeddings = model.embed_all([normalise(p.text) for p in validation])
+    alone = torch.zeros(len(validation), dtype=torch.bool)
+    head_scores = model.head_probability(embeddings, alone)
+    head_threshold = choose_threshold(head_scores)
+    if args.index_ordinary:
+        model = with_index(model, written, ordinary, args.index_ordinary, SPLIT_SEED)
+        model.head_threshold.fill_(head_threshold)
+    with torch.inference_mode():
+        scores = model.reading(embeddings, alone)
     threshold = choose_threshold(scores)
     model.threshold.fill_(threshold)
     sad = torch.tensor([p.emotion in SAD_EMOTIONS for p in validation])
-    split = validation_figures(model, set_aside, scores) if set_aside else None
+    split = validation_figures(model, set_aside, scores, head_scores) if set_aside else None
     if split:
         print(json.dumps(split, indent=2), flush=True)
     figures = {
         "threshold": threshold, "fpr_budget": FPR_BUDGET,
         "validation_fpr": (scores >= threshold).float().mean().item(),
         "validation_sad_fpr": (scores[sad] >= threshold).float().mean().item(),
+        **({"head_threshold": head_threshold} if args.index_ordinary else {}),
     }
     record = {
         "trained_on": [*(str(path.relative_to(paths.REPO_ROOT))
                          for path in (CRISIS_PHRASINGS, NON_CRISIS_PHRASINGS, TRAIN)),
                        "EmpatheticDialogues + DailyDialog train utterances"],
         "threshold_chosen_on": "EmpatheticDialogues + DailyDialog validation utterances",
-        "rounds": args.rounds or count_rounds(TRAIN), "written_messages": len(written),
-        "ordinary_per_epoch": args.ordinary_per_epoch,
-        "validation_utterances": len(validation), "epochs": args.epochs, "seeds": args.seeds,
-        "train_top_layers": args.train_top_layers, "encoder_lr": args.encoder_lr,
-        **({"hard_ordinary": args.hard_ordinary, "mine_pool": args.mine_pool, "mine_after": args.mine_after}
-           if args.hard_ordinary else {}),
-        "threshold_choice": figures, "seconds": round(time.perf_counter() - began),
+        "rounds": rounds, "written_messages": len(written),
+        **({key: trained[key] for key in trained if key not in ("threshold_choice", "validation_split", "seconds")}
+           if args.trained else
+           {"ordinary_per_epoch": args.ordinary_per_epoch, "epochs": args.epochs, "seeds": args.seeds,
+            "train_top_layers": args.train_top_layers, "encoder_lr": args.encoder_lr,
+            **({"hard_ordinary": args.hard_ordinary, "mine_pool": args.mine_pool, "mine_after": args.mine_after}
+               if args.hard_ordinary else {})}),
+        "validation_utterances": len(validation),
+        **({"index": {"written_messages": sum(alone_ for _, alone_ in written), "ordinary": args.index_ordinary,
+                      "neighbours": model.config.neighbours, "temperature": model.config.neighbour_temperature}}
+           if args.index_ordinary else {}),
+        "threshold_choice": figures,
+        **({"trained_seconds": trained.get("seconds"), "index_seconds": round(time.perf_counter() - began)}
+           if args.trained else {"seconds": round(time.perf_counter() - began)}),
         **({"validation_split": {"share": args.validation_share, **split}} if split else {}),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
     }
