@@ -323,7 +323,7 @@ def test_the_neighbour_reading_reads_the_index_and_leaves_follow_ups_to_the_head
     assert indexed.config.index_size == 3 + 5 and indexed.index_crisis.tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
     texts = ["i want to die", "what a nice day", "yes tonight"]
     embeddings = model.embed_all(texts)
-    torch.testing.assert_close(indexed.index_vectors[[0, 2]], embeddings[:2], atol=2e-3, rtol=0)  # as float16
+    torch.testing.assert_close(indexed.index_vectors[[0, 2]].float(), embeddings[:2], atol=2e-3, rtol=0)
     indexed.config.neighbours = 1
     torch.testing.assert_close(indexed.neighbour_score(embeddings[:2]), torch.tensor([1.0, 0.0]))
     head = model.head_probability(embeddings, torch.tensor([False, False, True]))

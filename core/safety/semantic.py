@@ -77,7 +77,10 @@ class CrisisClassifier(EncoderModel):
         # decides `reading`; with an index, `head_threshold` decides the head's reading after a crisis turn.
         self.register_buffer("threshold", torch.tensor(1.0))
         if config.index_size:
-            self.register_buffer("index_vectors", torch.zeros(config.index_size, self.encoder.dim))
+            # float16 in memory as on disk: every message is multiplied with the whole index, and reading half the
+            # bytes is most of that product's time.
+            self.register_buffer("index_vectors", torch.zeros(config.index_size, self.encoder.dim,
+                                                              dtype=torch.float16))
             self.register_buffer("index_crisis", torch.zeros(config.index_size))  # 1.0 for a crisis message
             self.register_buffer("head_threshold", torch.tensor(1.0))
 
@@ -94,7 +97,7 @@ class CrisisClassifier(EncoderModel):
     def neighbour_score(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The crisis share of the `neighbours` index vectors nearest each embedding, weighted by a softmax of their
         cosines at `neighbour_temperature`."""
-        cosines = embeddings @ self.index_vectors.T
+        cosines = (embeddings.to(self.index_vectors.dtype) @ self.index_vectors.T).float()
         nearest, at = cosines.topk(min(self.config.neighbours, self.config.index_size), dim=-1)
         weights = torch.softmax(nearest / self.config.neighbour_temperature, dim=-1)
         return (weights * self.index_crisis[at]).sum(-1)

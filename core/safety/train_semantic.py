@@ -222,7 +222,7 @@ def with_index(model: CrisisClassifier, written: list[tuple[Example, bool]], ord
     config.index_size = len(texts)
     indexed = CrisisClassifier(config, model.encoder.tokenizer)
     indexed.load_state_dict(model.state_dict(), strict=False)
-    indexed.index_vectors.copy_(model.embed_all(texts).half())  # as stored, so the threshold is the stored one's
+    indexed.index_vectors.copy_(model.embed_all(texts))
     indexed.index_crisis.copy_(torch.tensor([float(example.label != LABELS.index(NONE)) for example in alone]
                                             + [0.0] * len(sample)))
     return indexed.eval()
