@@ -71,17 +71,22 @@ def _lines_by_round(path: Path) -> list[tuple[int, int, str]]:
     return out
 
 
+def _rounds_held(lines: list[tuple[int, int, str]]) -> int:
+    return lines[-1][0] if lines else 1  # a line's round never goes down
+
+
 def count_rounds(path: Path) -> int:
     """How many rounds a labelled file holds."""
-    return max((round_ for round_, _, _ in _lines_by_round(path)), default=1)
+    return _rounds_held(_lines_by_round(path))
 
 
 def read_labelled(path: Path, rounds: int | None = None) -> list[Labelled]:
     """The labelled messages of a file in the format above; comments (#) and blank lines are skipped. With
     `rounds`, only the lines of the file's first `rounds` rounds (see ORDINALS)."""
     lines = _lines_by_round(path)
-    if rounds is not None and not 1 <= rounds <= count_rounds(path):
-        raise ValueError(f"{path} holds {count_rounds(path)} rounds: rounds must be 1 to that, got {rounds}")
+    held = _rounds_held(lines)
+    if rounds is not None and not 1 <= rounds <= held:
+        raise ValueError(f"{path} holds {held} rounds: rounds must be 1 to that, got {rounds}")
     rows = []
     for round_, number, line in lines:
         if not line or line.startswith("#") or (rounds is not None and round_ > rounds):
