@@ -212,6 +212,7 @@ def test_the_shipped_head_is_checked_and_its_threshold_was_chosen_on_data():
     assert layer is not None and layer.threshold == choice["threshold"]
     assert choice["validation_fpr"] <= choice["fpr_budget"]
     assert "heldout" not in json.dumps(record).lower()
+    assert all(file.stat().st_size <= 16 * 2**20 for file in semantic.HEAD_DIR.iterdir())
     # the rounds it records rebuild what it was trained on: the repository can train it again
     assert len(written_examples(split_train(0.0, SPLIT_SEED, record["rounds"])[0])) == record["written_messages"]
 
@@ -228,13 +229,16 @@ def test_without_the_head_the_rules_still_work_and_say_so_once(tmp_path, monkeyp
 
 
 def test_a_tampered_head_is_refused(tmp_path):
-    head = shutil.copytree(semantic.HEAD_DIR, tmp_path / "crisis")
-    weights = head / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF  # same size, header intact: only the checksum can tell
-    weights.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="SHA-256"):
-        semantic.SemanticLayer.load(head)
+    shards = sorted(path.name for path in semantic.HEAD_DIR.glob("*.safetensors"))
+    assert shards
+    for name in shards:  # whichever shard is changed
+        head = shutil.copytree(semantic.HEAD_DIR, tmp_path / name)
+        weights = head / name
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF  # same size, header intact: only the checksum can tell
+        weights.write_bytes(bytes(data))
+        with pytest.raises(CheckpointError, match="SHA-256"):
+            semantic.SemanticLayer.load(head)
 
 
 def test_a_written_follow_up_is_read_with_the_flag_unless_its_earlier_turn_is_marked_ordinary(tmp_path):
@@ -320,10 +324,11 @@ def test_the_neighbour_reading_reads_the_index_and_leaves_follow_ups_to_the_head
                (Example("what a nice day", 0, False, "negative"), True)]
     ordinary = [f"ordinary message {i}" for i in range(30)]
     indexed = with_index(model, written, ordinary, index_ordinary=5, seed=0)
-    assert indexed.config.index_size == 3 + 5 and indexed.index_crisis.tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert (indexed.config.index_written, indexed.config.index_ordinary) == (3, 5)
+    assert indexed.written_crisis.tolist() == [1, 1, 0]
     texts = ["i want to die", "what a nice day", "yes tonight"]
     embeddings = model.embed_all(texts)
-    torch.testing.assert_close(indexed.index_vectors[[0, 2]].float(), embeddings[:2], atol=2e-3, rtol=0)
+    torch.testing.assert_close(indexed.written_vectors[[0, 2]].float(), embeddings[:2], atol=2e-3, rtol=0)
     indexed.config.neighbours = 1
     torch.testing.assert_close(indexed.neighbour_score(embeddings[:2]), torch.tensor([1.0, 0.0]))
     head = model.head_probability(embeddings, torch.tensor([False, False, True]))
@@ -336,8 +341,15 @@ def test_the_neighbour_reading_reads_the_index_and_leaves_follow_ups_to_the_head
     torch.testing.assert_close(indexed.thresholds(torch.tensor([False, True])), torch.tensor([0.25, 0.75]))
     indexed.save_pretrained(tmp_path / "head", dtype="float16")
     loaded = semantic.CrisisClassifier.from_pretrained(tmp_path / "head")
-    assert loaded.config.index_size == 8 and float(loaded.head_threshold) == 0.75
+    assert (loaded.config.index_written, loaded.config.index_ordinary) == (3, 5)
+    assert float(loaded.head_threshold) == 0.75
     torch.testing.assert_close(loaded.crisis_probability(texts, [False, False, True]),
                                indexed.crisis_probability(texts, [False, False, True]), atol=5e-3, rtol=0)
+    # weights over the shard size are split into shards with an index, checked and loaded like one file
+    indexed.save_pretrained(tmp_path / "sharded", dtype="float16", max_shard_size="50KB")
+    assert len(list((tmp_path / "sharded").glob("model-*.safetensors"))) > 1
+    sharded = semantic.SemanticLayer.load(tmp_path / "sharded").model
+    torch.testing.assert_close(sharded.crisis_probability(texts, [False, False, True]),
+                               loaded.crisis_probability(texts, [False, False, True]), atol=0, rtol=0)
     judged = semantic.SemanticLayer(loaded)._read(embeddings[0], True)
     assert judged.threshold == 0.75 and judged.context

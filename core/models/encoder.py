@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from huggingface_hub import load_torch_model, save_torch_state_dict
+from huggingface_hub.constants import SAFETENSORS_INDEX_FILE
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 
@@ -215,8 +216,9 @@ class EncoderModel(nn.Module):
         return {k: v for k, v in self.state_dict().items()
                 if not k.startswith("encoder.") or self.encoder.keeps(k[len("encoder."):])}
 
-    def save_pretrained(self, directory: str | Path, dtype: str | None = None) -> Path:
-        """`dtype` (e.g. "float16") stores the weights in that type; `from_pretrained` loads them into float32."""
+    def save_pretrained(self, directory: str | Path, dtype: str | None = None, max_shard_size: str = "16MB") -> Path:
+        """`dtype` (e.g. "float16") stores the weights in that type; `from_pretrained` loads them into float32.
+        Weights over `max_shard_size` are split into shards with an index, as transformers saves them."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = dataclasses.asdict(self.config)
@@ -224,16 +226,17 @@ class EncoderModel(nn.Module):
             self.encoder.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
             config["encoder"]["tokenizer"] = TOKENIZER_DIR  # relative: the directory may move
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        save_file(stored(self.saved_state(), dtype), str(directory / WEIGHTS_FILE))
+        save_torch_state_dict(stored(self.saved_state(), dtype), directory, max_shard_size=max_shard_size)
         write_checksums(directory)
         return directory
 
     @classmethod
     def read_config(cls, directory: str | Path) -> Any:
         directory = Path(directory)
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory} is not a saved {cls.__name__}: {name} is missing")
+        if not (directory / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{directory} is not a saved {cls.__name__}: {CONFIG_FILE} is missing")
+        if not any((directory / name).is_file() for name in (WEIGHTS_FILE, SAFETENSORS_INDEX_FILE)):
+            raise FileNotFoundError(f"{directory} is not a saved {cls.__name__}: {WEIGHTS_FILE} is missing")
         values = json.loads((directory / CONFIG_FILE).read_text())
         config = from_dict(cls.config_class, values)
         if config.encoder.tokenizer == TOKENIZER_DIR:
@@ -241,11 +244,10 @@ class EncoderModel(nn.Module):
         return config
 
     def load_weights(self, directory: str | Path) -> None:
-        state = load_file(str(Path(directory) / WEIGHTS_FILE))
-        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing, unexpected = load_torch_model(self, directory, strict=False)
         expected_missing = set(self.state_dict()) - set(self.saved_state())
         if unexpected or set(missing) - expected_missing:
-            raise ValueError(f"{directory}/{WEIGHTS_FILE} does not fit {type(self).__name__}: "
+            raise ValueError(f"the weights in {directory} do not fit {type(self).__name__}: "
                              f"missing {sorted(set(missing) - expected_missing)[:5]}, unexpected {unexpected[:5]}")
 
     @classmethod

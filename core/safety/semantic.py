@@ -11,9 +11,9 @@ messages and of ordinary utterances, so that a message read alone is scored by t
 share of its nearest neighbours, against a threshold of its own; after a crisis turn the head reads alone.
 
 `python -m core.safety.train_semantic` trains the layer and chooses its threshold on data; checkpoints/crisis/ holds
-the result (model.safetensors: the fine-tuned layers, the head, the index and the thresholds, with checksums.json;
-config.json; training.json says what it was trained on and how the thresholds were chosen). Without MiniLM or that
-folder, crisis recognition keeps working with the rules alone, and says so once in the log.
+the result (model*.safetensors, in shards: the fine-tuned layers, the head, the index and the thresholds, with
+checksums.json; config.json; training.json says what it was trained on and how the thresholds were chosen). Without
+MiniLM or that folder, crisis recognition keeps working with the rules alone, and says so once in the log.
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ class CrisisConfig:
     # fine-tuned for the task and saved, the rest reloads from the package.
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(name_or_path=MINILM, freeze=True,
                                                                          train_top_layers=2, max_length=128))
-    # The neighbour reading: how many vectors the index holds (0: none, the head reads alone), how many nearest
-    # ones are read, and the temperature of the softmax over their cosines.
-    index_size: int = 0
+    # The neighbour reading: how many written messages and ordinary utterances the index holds (none: the head reads
+    # alone), how many nearest ones are read, and the temperature of the softmax over their cosines.
+    index_written: int = 0
+    index_ordinary: int = 0
     neighbours: int = 10
     neighbour_temperature: float = 0.05
 
@@ -76,13 +77,20 @@ class CrisisClassifier(EncoderModel):
         # Saved with the weights, so that checksums.json covers the decision as well as the scores: `threshold`
         # decides `reading`; with an index, `head_threshold` decides the head's reading after a crisis turn.
         self.register_buffer("threshold", torch.tensor(1.0))
-        if config.index_size:
+        if self.indexed:
             # float16 in memory as on disk: every message is multiplied with the whole index, and reading half the
-            # bytes is most of that product's time.
-            self.register_buffer("index_vectors", torch.zeros(config.index_size, self.encoder.dim,
-                                                              dtype=torch.float16))
-            self.register_buffer("index_crisis", torch.zeros(config.index_size))  # 1.0 for a crisis message
+            # bytes is most of that product's time. The ordinary utterances are all `none`, so only the written
+            # messages carry labels; two tensors also keep each under a shard's size.
+            self.register_buffer("written_vectors", torch.zeros(config.index_written, self.encoder.dim,
+                                                                dtype=torch.float16))
+            self.register_buffer("written_crisis", torch.zeros(config.index_written))  # 1.0 for a crisis message
+            self.register_buffer("ordinary_vectors", torch.zeros(config.index_ordinary, self.encoder.dim,
+                                                                 dtype=torch.float16))
             self.register_buffer("head_threshold", torch.tensor(1.0))
+
+    @property
+    def indexed(self) -> bool:
+        return bool(self.config.index_written or self.config.index_ordinary)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         return nn.functional.normalize(self.encoder.encode([[text] for text in texts]), dim=-1)
@@ -97,22 +105,24 @@ class CrisisClassifier(EncoderModel):
     def neighbour_score(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The crisis share of the `neighbours` index vectors nearest each embedding, weighted by a softmax of their
         cosines at `neighbour_temperature`."""
-        cosines = (embeddings.to(self.index_vectors.dtype) @ self.index_vectors.T).float()
-        nearest, at = cosines.topk(min(self.config.neighbours, self.config.index_size), dim=-1)
+        query = embeddings.to(torch.float16)
+        cosines = torch.cat([query @ self.written_vectors.T, query @ self.ordinary_vectors.T], dim=-1).float()
+        crisis = torch.cat([self.written_crisis, self.written_crisis.new_zeros(self.config.index_ordinary)])
+        nearest, at = cosines.topk(min(self.config.neighbours, len(crisis)), dim=-1)
         weights = torch.softmax(nearest / self.config.neighbour_temperature, dim=-1)
-        return (weights * self.index_crisis[at]).sum(-1)
+        return (weights * crisis[at]).sum(-1)
 
     def reading(self, embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The score `thresholds` decides on: the head's 1 - p(none), and for a message read alone, with an index,
         its mean with the neighbour score. After a crisis turn the head reads alone: the index holds messages read
         alone, and a follow-up ("yes, tonight") has ordinary neighbours."""
         head = self.head_probability(embeddings, context)
-        if not self.config.index_size:
+        if not self.indexed:
             return head
         return torch.where(context, head, (head + self.neighbour_score(embeddings)) / 2)
 
     def thresholds(self, context: torch.Tensor) -> torch.Tensor:
-        if not self.config.index_size:
+        if not self.indexed:
             return self.threshold.expand(context.shape)
         return torch.where(context, self.head_threshold, self.threshold)
 
@@ -120,16 +130,9 @@ class CrisisClassifier(EncoderModel):
     def crisis_probability(self, texts: Sequence[str], context: Sequence[bool] | None = None) -> torch.Tensor:
         """The reading of each normalised text, computed in batches of similar length (a batch is padded to its
         longest text, so mixing a story with one-word replies would cost most of the time)."""
-        return self.reading(self.embed_all(texts), self._flags(texts, context))
+        flags = torch.tensor(list(context) if context is not None else [False] * len(texts), dtype=torch.bool)
+        return self.reading(self.embed_all(texts), flags)
 
-    @torch.inference_mode()
-    def head_crisis_probability(self, texts: Sequence[str], context: Sequence[bool] | None = None) -> torch.Tensor:
-        """The head's 1 - p(none) of each normalised text, without the neighbour reading."""
-        return self.head_probability(self.embed_all(texts), self._flags(texts, context))
-
-    @staticmethod
-    def _flags(texts: Sequence[str], context: Sequence[bool] | None) -> torch.Tensor:
-        return torch.tensor(list(context) if context is not None else [False] * len(texts), dtype=torch.bool)
 
     @torch.inference_mode()
     def embed_all(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:

@@ -217,14 +217,13 @@ def with_index(model: CrisisClassifier, written: list[tuple[Example, bool]], ord
     written lines alone, more than the budget of the validation utterances have only crisis neighbours."""
     alone = [example for example, is_alone in written if is_alone]
     sample = random.Random(f"index {seed}").sample(ordinary, min(index_ordinary, len(ordinary)))
-    texts = [example.text for example in alone] + sample
     config = copy.deepcopy(model.config)
-    config.index_size = len(texts)
+    config.index_written, config.index_ordinary = len(alone), len(sample)
     indexed = CrisisClassifier(config, model.encoder.tokenizer)
     indexed.load_state_dict(model.state_dict(), strict=False)
-    indexed.index_vectors.copy_(model.embed_all(texts))
-    indexed.index_crisis.copy_(torch.tensor([float(example.label != LABELS.index(NONE)) for example in alone]
-                                            + [0.0] * len(sample)))
+    indexed.written_vectors.copy_(model.embed_all([example.text for example in alone]))
+    indexed.written_crisis.copy_(torch.tensor([float(example.label != LABELS.index(NONE)) for example in alone]))
+    indexed.ordinary_vectors.copy_(model.embed_all(sample))
     return indexed.eval()
 
 
@@ -298,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.trained:
         model = CrisisClassifier.from_pretrained(args.trained)
-        if model.config.index_size:
+        if model.indexed:
             parser.error(f"{args.trained} has an index already: give a head trained without one")
     else:
         config = CrisisConfig()
@@ -325,27 +324,30 @@ def main(argv: list[str] | None = None) -> int:
         "threshold": threshold, "fpr_budget": FPR_BUDGET,
         "validation_fpr": (scores >= threshold).float().mean().item(),
         "validation_sad_fpr": (scores[sad] >= threshold).float().mean().item(),
-        **({"head_threshold": head_threshold} if args.index_ordinary else {}),
+        **({"head_threshold": head_threshold} if model.indexed else {}),
     }
+    seconds = round(time.perf_counter() - began)
+    if args.trained:  # the head's own record, less what is chosen and timed again here
+        how_trained = {key: value for key, value in trained.items()
+                       if key not in ("threshold_choice", "validation_split", "seconds")}
+        how_trained |= {"trained_seconds": trained.get("seconds"), "index_seconds": seconds}
+    else:
+        how_trained = {"ordinary_per_epoch": args.ordinary_per_epoch, "epochs": args.epochs, "seeds": args.seeds,
+                       "train_top_layers": args.train_top_layers, "encoder_lr": args.encoder_lr, "seconds": seconds}
+        if args.hard_ordinary:
+            how_trained |= {"hard_ordinary": args.hard_ordinary, "mine_pool": args.mine_pool,
+                            "mine_after": args.mine_after}
     record = {
         "trained_on": [*(str(path.relative_to(paths.REPO_ROOT))
                          for path in (CRISIS_PHRASINGS, NON_CRISIS_PHRASINGS, TRAIN)),
                        "EmpatheticDialogues + DailyDialog train utterances"],
         "threshold_chosen_on": "EmpatheticDialogues + DailyDialog validation utterances",
-        "rounds": rounds, "written_messages": len(written),
-        **({key: trained[key] for key in trained if key not in ("threshold_choice", "validation_split", "seconds")}
-           if args.trained else
-           {"ordinary_per_epoch": args.ordinary_per_epoch, "epochs": args.epochs, "seeds": args.seeds,
-            "train_top_layers": args.train_top_layers, "encoder_lr": args.encoder_lr,
-            **({"hard_ordinary": args.hard_ordinary, "mine_pool": args.mine_pool, "mine_after": args.mine_after}
-               if args.hard_ordinary else {})}),
+        "rounds": rounds, "written_messages": len(written), **how_trained,
         "validation_utterances": len(validation),
-        **({"index": {"written_messages": sum(alone_ for _, alone_ in written), "ordinary": args.index_ordinary,
+        **({"index": {"written_messages": model.config.index_written, "ordinary": model.config.index_ordinary,
                       "neighbours": model.config.neighbours, "temperature": model.config.neighbour_temperature}}
-           if args.index_ordinary else {}),
+           if model.indexed else {}),
         "threshold_choice": figures,
-        **({"trained_seconds": trained.get("seconds"), "index_seconds": round(time.perf_counter() - began)}
-           if args.trained else {"seconds": round(time.perf_counter() - began)}),
         **({"validation_split": {"share": args.validation_share, **split}} if split else {}),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
     }
