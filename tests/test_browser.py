@@ -82,6 +82,13 @@ def bot_messages(page):
     return page.locator("#chat-box [data-testid='bot']")
 
 
+def wait_for_the_reply(page) -> None:
+    """Until the chat's event has ended. The pending bubble goes as soon as the first words are on the page; while
+    a reply is still being written, the event's other outputs (the status line) show Gradio's `generating`."""
+    page.wait_for_function("() => !document.querySelector("
+                           "'#chat-box .pending, #chat-status .pending, #chat-status .generating')")
+
+
 def test_chat_gets_a_reply(page, shots):
     open_tab(page, "Chat")
     box = page.locator("#chat-input textarea")
@@ -90,7 +97,7 @@ def test_chat_gets_a_reply(page, shots):
     bot_messages(page).first.wait_for()
     page.locator("#chat-box [data-testid='user']").get_by_text("I lost my job today.").wait_for()
     page.locator("#chat-status").get_by_text("Emotion in your messages").wait_for()
-    page.wait_for_function("() => !document.querySelector('#chat-box .pending')")  # streaming done
+    wait_for_the_reply(page)
     assert bot_messages(page).first.inner_text().strip()
     page.screenshot(path=str(shots / "chat.png"), full_page=True)
 
@@ -125,8 +132,7 @@ def test_a_reply_grows_while_it_is_written_and_what_is_typed_meanwhile_stays(pag
     box.fill("My best friend moved to another country and I miss her every single day.")
     box.press("Enter")
     bot_messages(page).first.wait_for()
-    page.wait_for_function("() => !document.querySelector('#chat-box .pending')")
-    page.wait_for_timeout(500)
+    wait_for_the_reply(page)
     texts = page.evaluate("() => window.botTexts")
     final = bot_messages(page).last.inner_text().strip()
     grown = [t for t in texts if t != "…"]
@@ -142,7 +148,7 @@ def test_what_a_person_types_is_shown_as_text_not_markup(page):
     user = page.locator("#chat-box [data-testid='user']").last
     user.get_by_text("# HUGE <b>bold</b> **stars** <img src=x>").wait_for()
     assert user.locator("h1, b, strong, img").count() == 0
-    page.wait_for_function("() => !document.querySelector('#chat-box .pending')")
+    wait_for_the_reply(page)
     page.locator("button:has-text('Decoding settings'):visible").first.click()
     assert page.locator("#chat-seed textarea, #chat-seed input").first.input_value() == ""  # random unless set
 
