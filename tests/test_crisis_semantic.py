@@ -165,7 +165,7 @@ def test_the_semantic_layer_catches_what_the_rules_miss(text):
 @pytest.mark.parametrize("text", NOT_CRISIS)
 def test_look_alikes_are_not_crisis(text):
     found = assess(text)
-    assert not found.is_crisis and "semantic p=" in found.reason, found
+    assert not found.is_crisis and "semantic p" in found.reason, found  # p=, or p<= when the index was not read
 
 
 @needs_minilm
@@ -353,3 +353,35 @@ def test_the_neighbour_reading_reads_the_index_and_leaves_follow_ups_to_the_head
                                loaded.crisis_probability(texts, [False, False, True]), atol=0, rtol=0)
     judged = semantic.SemanticLayer(loaded)._read(embeddings[0], True)
     assert judged.threshold == 0.75 and judged.context
+
+
+def test_a_message_the_index_cannot_lift_to_the_threshold_is_decided_without_reading_it(monkeypatch):
+    config = semantic.CrisisConfig(EncoderConfig(name_or_path="scratch", n_layer=1, n_embd=32, n_head=2, max_length=32,
+                                                 freeze=False))
+    torch.manual_seed(0)
+    model = semantic.CrisisClassifier(config).eval()
+    written = [(Example("i want to die", 1, False, "crisis"), True),
+               (Example("what a nice day", 0, False, "negative"), True)]
+    indexed = with_index(model, written, [f"ordinary message {i}" for i in range(30)], index_ordinary=10, seed=0)
+    texts = ["i want to die", "what a nice day", "ordinary message 3", "the rope is ready", "hello there"]
+    embeddings = indexed.embed_all(texts)
+    alone = torch.zeros(len(texts), dtype=torch.bool)
+    head, reading = indexed.head_probability(embeddings, alone), indexed.reading(embeddings, alone)
+    read_index = []
+    score = indexed.neighbour_score
+    monkeypatch.setattr(indexed, "neighbour_score", lambda e: read_index.append(len(e)) or score(e))
+    bounds = []
+    for threshold in [*((head + 1) / 2).tolist(), *reading.tolist(), 0.01, 0.99]:  # every edge between the two
+        indexed.threshold.fill_(threshold)
+        layer = semantic.SemanticLayer(indexed)
+        for i, text in enumerate(texts):
+            read_index.clear()
+            judged = layer.judge(text)
+            assert judged.is_crisis == bool(reading[i] >= layer.threshold), (text, threshold)
+            assert judged.bound == (not read_index)  # the index is read exactly when the decision needs it
+            if judged.bound:
+                assert reading[i] <= judged.probability < layer.threshold
+            else:
+                assert judged.probability == pytest.approx(reading[i].item(), abs=1e-6)
+            bounds.append(judged.bound)
+    assert any(bounds) and not all(bounds)
