@@ -290,9 +290,19 @@ def test_mining_keeps_the_ordinary_messages_the_head_reads_as_likeliest_crises()
     assert not model.training
 
 
+def tiny_config() -> semantic.CrisisConfig:
+    """A scratch encoder small enough for a unit test."""
+    return semantic.CrisisConfig(EncoderConfig(name_or_path="scratch", n_layer=1, n_embd=32, n_head=2, max_length=32,
+                                               freeze=False))
+
+
+def tiny_model() -> semantic.CrisisClassifier:
+    torch.manual_seed(0)
+    return semantic.CrisisClassifier(tiny_config()).eval()
+
+
 def test_a_soup_is_the_mean_of_runs_from_one_start():
-    config = semantic.CrisisConfig(EncoderConfig(name_or_path="scratch", n_layer=1, n_embd=32, n_head=2, max_length=32,
-                                                 freeze=False))
+    config = tiny_config()
     written = [(Example("i want to die", 1, False, "crisis"), True),
                (Example("i took all my pills", 2, False, "crisis"), True),
                (Example("what a nice day", 0, False, "negative"), True)]
@@ -314,10 +324,7 @@ def test_a_soup_is_the_mean_of_runs_from_one_start():
 
 
 def test_the_neighbour_reading_reads_the_index_and_leaves_follow_ups_to_the_head(tmp_path):
-    config = semantic.CrisisConfig(EncoderConfig(name_or_path="scratch", n_layer=1, n_embd=32, n_head=2, max_length=32,
-                                                 freeze=False))
-    torch.manual_seed(0)
-    model = semantic.CrisisClassifier(config).eval()
+    model = tiny_model()
     written = [(Example("i want to die", 1, False, "crisis"), True),
                (Example("the rope is ready", 1, False, "crisis"), True),
                (Example("yes tonight", 1, True, "crisis"), False),  # a follow-up: not in the index
@@ -356,10 +363,7 @@ def test_the_neighbour_reading_reads_the_index_and_leaves_follow_ups_to_the_head
 
 
 def test_a_message_the_index_cannot_lift_to_the_threshold_is_decided_without_reading_it(monkeypatch):
-    config = semantic.CrisisConfig(EncoderConfig(name_or_path="scratch", n_layer=1, n_embd=32, n_head=2, max_length=32,
-                                                 freeze=False))
-    torch.manual_seed(0)
-    model = semantic.CrisisClassifier(config).eval()
+    model = tiny_model()
     written = [(Example("i want to die", 1, False, "crisis"), True),
                (Example("what a nice day", 0, False, "negative"), True)]
     indexed = with_index(model, written, [f"ordinary message {i}" for i in range(30)], index_ordinary=10, seed=0)
