@@ -49,6 +49,11 @@ def features(embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
     return torch.cat([embeddings, embeddings * flag, flag], dim=-1)
 
 
+def crisis_mass(logits: torch.Tensor) -> torch.Tensor:
+    """1 - p(none) of the head's logits over LABELS."""
+    return 1.0 - torch.softmax(logits, dim=-1)[..., LABELS.index(NONE)]
+
+
 @dataclass
 class CrisisConfig:
     # all-MiniLM-L6-v2 was trained on 128 word pieces (a longer message keeps its end); its top layers are
@@ -100,7 +105,7 @@ class CrisisClassifier(EncoderModel):
 
     def head_probability(self, embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The head's 1 - p(none)."""
-        return 1.0 - torch.softmax(self.logits(embeddings, context), dim=-1)[:, LABELS.index(NONE)]
+        return crisis_mass(self.logits(embeddings, context))
 
     def neighbour_score(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The crisis share of the `neighbours` index vectors nearest each embedding, weighted by a softmax of their
@@ -112,11 +117,12 @@ class CrisisClassifier(EncoderModel):
         weights = torch.softmax(nearest / self.config.neighbour_temperature, dim=-1)
         return (weights * crisis[at]).sum(-1)
 
-    def reading(self, embeddings: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """The score `thresholds` decides on: the head's 1 - p(none), and for a message read alone, with an index,
-        its mean with the neighbour score. After a crisis turn the head reads alone: the index holds messages read
-        alone, and a follow-up ("yes, tonight") has ordinary neighbours."""
-        head = self.head_probability(embeddings, context)
+    def reading(self, embeddings: torch.Tensor, context: torch.Tensor,
+                head: torch.Tensor | None = None) -> torch.Tensor:
+        """The score `thresholds` decides on: the head's 1 - p(none) (`head`, when the caller has it already), and
+        for a message read alone, with an index, its mean with the neighbour score. After a crisis turn the head
+        reads alone: the index holds messages read alone, and a follow-up ("yes, tonight") has ordinary neighbours."""
+        head = self.head_probability(embeddings, context) if head is None else head
         if not self.indexed:
             return head
         return torch.where(context, head, (head + self.neighbour_score(embeddings)) / 2)
@@ -132,7 +138,6 @@ class CrisisClassifier(EncoderModel):
         longest text, so mixing a story with one-word replies would cost most of the time)."""
         flags = torch.tensor(list(context) if context is not None else [False] * len(texts), dtype=torch.bool)
         return self.reading(self.embed_all(texts), flags)
-
 
     @torch.inference_mode()
     def embed_all(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
@@ -180,17 +185,18 @@ class SemanticLayer:
     @torch.inference_mode()
     def _read(self, embedding: torch.Tensor, context: bool) -> Judgement:
         embeddings, flags = embedding.unsqueeze(0), torch.tensor([context])
-        logits = self.model.logits(embeddings, flags)[0]
-        category = LABELS[1 + int(logits[1:].argmax())]
+        logits = self.model.logits(embeddings, flags)
+        category = LABELS[1 + int(logits[0, 1:].argmax())]
+        head = crisis_mass(logits)
         threshold = self.model.thresholds(flags).item()
         if self.model.indexed and not context:
             # The neighbour score is at most 1, so where even a score of 1 leaves the mean under the threshold the
             # decision is known without the product with the whole index, most of the index's time. (The margin
             # covers a softmax whose weights sum to a hair over 1 in float32.)
-            most = (1.0 - logits.softmax(-1)[LABELS.index(NONE)].item() + 1.0) / 2
+            most = (head.item() + 1.0) / 2
             if most < threshold - 1e-6:
                 return Judgement(False, most, category, context, threshold, bound=True)
-        crisis = self.model.reading(embeddings, flags).item()
+        crisis = self.model.reading(embeddings, flags, head).item()
         return Judgement(crisis >= threshold, crisis, category, context, threshold)
 
     def judge(self, text: str, history: Sequence[object] = (), rules_context: bool = True) -> Judgement:
