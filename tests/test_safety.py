@@ -78,6 +78,25 @@ def test_a_past_that_is_over_is_not_crisis_but_a_relapse_is():
     assert assess("I cut again today after being clean for a month.").is_crisis
 
 
+@pytest.mark.parametrize("ordinary, crisis", [
+    ("two years self-harm free today, so proud of myself", "two years self-harm free and tonight I cut again"),
+    ("In 2019 I tried to kill myself, now I run a support group", "I tried to kill myself last night"),
+    ("I am writing my dissertation on self-harm in teenagers", "I self harm every night"),
+    ("my band would be better off without me, I keep missing the high notes",
+     "my family would be better off without me"),
+    ("I need to vanish for a few days, going camping with no signal", "I just want to vanish and never come back"),
+    ("burned my wrist on the straighteners this morning, ouch", "I burn my wrist with the straighteners on purpose"),
+    ("my little sister bites her nails till they bleed", "I dig my nails into my arm till it bleeds"),
+    ("my big brother beat me up when we were kids, we laugh about it now", "my brother beat me up again last night"),
+    ("wrote goodbye letters to my team, moving to Canada next month",
+     "the goodbye letters are written and tonight is the night"),
+])
+def test_the_rules_set_aside_recovery_studies_and_ordinary_reasons_but_not_the_crisis_beside_them(ordinary, crisis):
+    # The rule table's scope (docs/safety.md, "Is narrowing the rule table the lever?"): phrasings not in train.txt.
+    assert not assess_rules(ordinary).is_crisis, assess_rules(ordinary).reason
+    assert assess_rules(crisis).is_crisis
+
+
 def test_weak_signal_is_crisis_only_with_an_earlier_crisis_message():
     # The rule table's weights; the semantic layer reads "I can't take it anymore" alone as a crisis.
     weak = "I can't take it anymore"

@@ -192,16 +192,22 @@ _FICTION = re.compile(
     r"\b(?:movie|movies|film|films|tv|tv show|the show|a show|this show|that show|series|episode|book|books|"
     r"novel|song|lyrics|character|characters|video game|documentary|article|the news|podcast|poem|anime|manga|"
     r"netflix|a story|the story|squad|prevention|awareness|statistics|research|essay|history class|dream|dreams|"
-    r"dreamt|dreamed|nightmare|nightmares|why do people|how do people|why do some people|why would someone|what "
-    r"makes people|report|reports|reported|reporting|warning signs|risk factors|lecture)\b")
+    r"dreamt|dreamed|nightmare|nightmares|thesis|dissertation|first aid|assembly|lit review|seminar|debated|"
+    r"why do people|how do people|why do some people|why would someone|what makes people|report|reports|reported|"
+    r"reporting|warning signs|risk factors|lecture)\b")
 # A past that is over. Checked only up to the nearest contrast word, so "i used to be happy but now i want to
 # die" still counts. Recent past ("last night", "yesterday") is not here on purpose.
 _PAST = re.compile(
-    r"\b(?:used to|years ago|year ago|months ago|last year|a while ago|long ago|long time ago|in the past|"
+    r"\b(?:used to|use to|years ago|year ago|months ago|last year|last (?:spring|summer|autumn|fall|winter)|"
+    r"in (?:19|20)\d\d|when i had \d+ years|when i am (?:small|little|young|a kid|a child)|"
+    r"a while ago|long ago|long time ago|in the past|"
     r"when (?:i was|we were) (?:a |in |kids|children|young|little|younger|small|\d+|[a-z]+teen)|as (?:a )?"
     r"(?:kid|kids|child|children|teen|teenager|teenagers)|"
     r"back (?:then|in (?:high school|college|school|the day))|growing up|clean for|been clean|been sober|"
-    r"in recovery|recovered|since then|the time (?:i|when)|in my (?:teens|twenties|thirties|forties|youth))\b")
+    r"(?:days?|weeks?|months?|years?) (?:clean|free)|(?:clean|free) (?:of|from) (?:self harm|harm|cutting)|"
+    r"(?:self harm|harm|cutting) free|since i (?:stopped|quit) (?:cutting|self harm|hurting myself|harming myself)|"
+    r"old (?:self harm )?scars|in (?:dbt|therapy|treatment) for|in recovery|recovered|since then|the time (?:i|when)|"
+    r"in my (?:teens|twenties|thirties|forties|youth))\b")
 
 
 def _cancelled(rule: Rule, sentence: _Sentence, match: re.Match) -> str | None:
