@@ -88,6 +88,12 @@ def test_a_past_that_is_over_is_not_crisis_but_a_relapse_is():
     ("burned my wrist on the straighteners this morning, ouch", "I burn my wrist with the straighteners on purpose"),
     ("my little sister bites her nails till they bleed", "I dig my nails into my arm till it bleeds"),
     ("my big brother beat me up when we were kids, we laugh about it now", "my brother beat me up again last night"),
+    ("my sparring partner punched me in the face in boxing class tonight", "my husband punched me in the face tonight"),
+    ("the server is unresponsive again, rebooting it now", "my dad is unresponsive on the kitchen floor"),
+    ("we need to bleed the radiators before winter", "i need to bleed, it is the only thing that helps"),
+    ("the tattoo artist carved a little star into my wrist", "I carved a little star into my wrist last night"),
+    ("my ex took my life savings and left", "my ex left and I am going to take my life tonight"),
+    ("how many ibuprofen to take for a migraine?", "how many ibuprofen to take to not wake up"),
     ("wrote goodbye letters to my team, moving to Canada next month",
      "the goodbye letters are written and tonight is the night"),
 ])
