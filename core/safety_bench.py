@@ -8,8 +8,10 @@ on that file; the bars are measured on it), the same on heldout_b.txt, heldout_c
 parts B and C, by a second and a third author; D, examples quoted by other authors, CoralMind), the false-positive
 rate on the real test utterances (EmpatheticDialogues test.csv, DailyDialog dialogues_test.txt; ordinary
 conversations, so every hit counts as false, and the hits are printed so that a person can judge them), the same
-among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time per message. The
-rule table is also checked on the lists it was written against (tests/fixtures/, see their headers).
+among ED conversations labelled sad, devastated, lonely, afraid or anxious, and the time per message; for both
+layers, each part's recall and false alarms and those of all parts pooled with 95% Wilson intervals, and whether
+the interval can tell the figure from its target. The rule table is also checked on the lists it was written
+against (tests/fixtures/, see their headers).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
+from scipy.stats import binomtest
 
 from core.safety.crisis import CATEGORIES, assess, assess_rules, normalise
 from core.safety.phrasings import (HELDOUT, HELDOUT_B, HELDOUT_C, HELDOUT_D, SAD_EMOTIONS, Labelled, Prompt,
@@ -176,6 +179,32 @@ def measure(data_dir: str | os.PathLike | None = None, real: bool = True, semant
     return figures
 
 
+def against_target(count: int, total: int, target: float, at_least: bool) -> str:
+    """A share, its 95% Wilson interval and its verdict against `target`: met or missed by the point estimate,
+    "clearly" when the whole interval is on that side, "within noise" when the interval holds the target (a part of
+    about 100 messages cannot then tell the layer from one that meets it)."""
+    interval = binomtest(count, total).proportion_ci(confidence_level=0.95, method="wilson")
+    share = count / total
+    met = share >= target if at_least else share <= target
+    noise = interval.low <= target <= interval.high
+    return (f"{share:.1%} [{interval.low:.1%}, {interval.high:.1%}] {'met' if met else 'missed'}"
+            f"{', within noise' if noise else ' clearly'}")
+
+
+def _interval_rows(figures: SafetyFigures) -> list[str]:
+    """Both layers on each held-out part and on all of them together, with intervals, against the targets."""
+    both = figures.layers["both"]
+    counts = {"A": (figures.positives - len(both.missed), figures.positives, len(both.false_alarms), both.negatives)}
+    counts |= {letter: (held.positives - len(held.missed), held.positives, len(held.false_alarms), held.negatives)
+               for letter, held in both.parts.items()}
+    counts[f"{'+'.join(counts)} pooled"] = tuple(sum(column) for column in zip(*counts.values()))
+    rows = ["both layers, 95% Wilson intervals against the targets:"]
+    for name, (hits, positives, alarms, negatives) in counts.items():
+        rows.append(f"  part {name}: recall {against_target(hits, positives, HELDOUT_RECALL_TARGET, True)}; "
+                    f"false alarms {against_target(alarms, negatives, HELDOUT_FALSE_ALARM_TARGET, False)}")
+    return rows
+
+
 def _share(count: int, total: int, digits: int = 1) -> str:
     return f"{count / total:.{digits}%} ({count})" if total else "-"
 
@@ -219,6 +248,7 @@ def report(figures: SafetyFigures) -> str:
                   for name, found in figures.layers.items()]
     lines.append(f"  targets for both: recall >= {HELDOUT_RECALL_TARGET:.0%}, false alarms <= "
                  f"{HELDOUT_FALSE_ALARM_TARGET:.0%}, FPR <= {FPR_TARGET:.0%}, < {MS_TARGET:.0f} ms per message")
+    lines += _interval_rows(figures)
     lines += [f"  both missed: {text}" for text in both.missed[:SHOWN]]
     lines += [f"  both false alarm: {text}" for text in both.false_alarms[:SHOWN]]
     lines += [f"  both on real test [{source}]: {text[:200]}" for source, text in both.false_positives[:SHOWN]]

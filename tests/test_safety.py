@@ -327,6 +327,37 @@ def test_bench_report_prints_the_rule_figures_and_notes_what_was_not_measured():
     assert "semantic layer: not measured" in text and "FAIL" in text  # the targets for both layers need them
 
 
+@pytest.mark.parametrize("count, total, target, at_least, verdict", [
+    (129, 134, 0.97, True, "missed, within noise"),  # one line short of the bar on a part of 134
+    (383, 411, 0.97, True, "missed clearly"),  # the same share of a pooled 411 rules out 97%
+    (132, 134, 0.97, True, "met, within noise"),  # two misses of 134 cannot rule out 96%
+    (134, 134, 0.97, True, "met clearly"),
+    (1, 108, 0.03, False, "met, within noise"),
+    (0, 2000, 0.03, False, "met clearly"),
+    (30, 100, 0.03, False, "missed clearly"),
+])
+def test_a_held_out_share_is_judged_by_its_interval(count, total, target, at_least, verdict):
+    text = safety_bench.against_target(count, total, target, at_least)
+    assert text.endswith(verdict), text
+    low, high = (float(bound.rstrip("%")) / 100 for bound in text.split("[")[1].split("]")[0].split(", "))
+    assert low <= count / total <= high
+
+
+def test_the_bench_pools_the_held_out_parts_for_both_layers():
+    def part(hits, positives, alarms, negatives):
+        return safety_bench.HeldOut(recall=hits / positives, missed=["m"] * (positives - hits),
+                                    false_alarms=["f"] * alarms, positives=positives, negatives=negatives)
+    both = safety_bench.LayerFigures(recall=129 / 134, missed=["m"] * 5, false_alarms=["f"], negatives=108,
+                                     ms_mean=10.0, ms_p95=12.0, parts={"B": part(94, 100, 5, 102)})
+    figures = safety_bench.SafetyFigures(recall=1.0, phrasings=1, recall_by_category={}, missed=[], hard_negatives=0,
+                                         hard_negative_hits=[], layers={"both": both}, positives=134)
+    rows = safety_bench._interval_rows(figures)
+    assert rows[1].startswith("  part A: recall 96.3% [") and "false alarms 0.9% [" in rows[1]
+    assert rows[2].startswith("  part B: recall 94.0% [")
+    assert rows[3].startswith(f"  part A+B pooled: recall {223 / 234:.1%} [")
+    assert f"false alarms {6 / 210:.1%} [" in rows[3]
+
+
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_false_positive_rate_on_real_test_prompts(real_data_dir, capsys):
