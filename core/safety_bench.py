@@ -59,6 +59,11 @@ class HeldOut:
                    false_alarms=[row.text for s, row in zip(said, rows) if not row.is_crisis and s],
                    positives=positives, negatives=len(rows) - positives)
 
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        """Crisis messages recognised, crisis messages, false alarms, hard negatives."""
+        return self.positives - len(self.missed), self.positives, len(self.false_alarms), self.negatives
+
 
 @dataclass
 class LayerFigures:
@@ -194,9 +199,8 @@ def against_target(count: int, total: int, target: float, at_least: bool) -> str
 def _interval_rows(figures: SafetyFigures) -> list[str]:
     """Both layers on each held-out part and on all of them together, with intervals, against the targets."""
     both = figures.layers["both"]
-    counts = {"A": (figures.positives - len(both.missed), figures.positives, len(both.false_alarms), both.negatives)}
-    counts |= {letter: (held.positives - len(held.missed), held.positives, len(held.false_alarms), held.negatives)
-               for letter, held in both.parts.items()}
+    part_a = HeldOut(both.recall, both.missed, both.false_alarms, figures.positives, both.negatives)
+    counts = {letter: held.counts for letter, held in {"A": part_a, **both.parts}.items()}
     counts[f"{'+'.join(counts)} pooled"] = tuple(sum(column) for column in zip(*counts.values()))
     rows = ["both layers, 95% Wilson intervals against the targets:"]
     for name, (hits, positives, alarms, negatives) in counts.items():
