@@ -144,7 +144,8 @@ class CausalLMResponder(Responder):
             return cls(shared.model, shared.tokenizer, card, shared)
         if is_adapter(path):
             shared = SharedBase.get(adapter_base(path), device, dtype)
-            tokenizer = shared.tokenizer if same_tokenizer(path, shared.folder) else load_tokenizer(path)
+            own = Path(path, "tokenizer.json").is_file() and not same_tokenizer(path, shared.folder)
+            tokenizer = load_tokenizer(path) if own else shared.tokenizer
             return cls(shared.model, tokenizer, card, shared, shared.attach(Path(path)))
         return cls(load_generator(path, device, dtype=dtype), load_tokenizer(path), card)
 

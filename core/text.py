@@ -14,6 +14,7 @@ trajectories. Two layouts, chosen by the tokenizer:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,15 +108,26 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
+# Written by from_pretrained from how a tokenizer was loaded, not from what it is: the base converted offline and an
+# adapter saved from it differ in local_files_only alone.
+LOADING_KEYS = ("local_files_only", "is_local", "name_or_path")
+
+
+def _tokenizer_file(folder: str | Path, name: str) -> bytes | dict | None:
+    file = Path(folder, name)
+    if not file.is_file():
+        return None
+    if name == "tokenizer_config.json":
+        return {key: value for key, value in json.loads(file.read_text()).items() if key not in LOADING_KEYS}
+    return file.read_bytes()
+
+
 def same_tokenizer(a: str | Path, b: str | Path) -> bool:
-    """Whether two folders saved the same tokenizer (byte-equal files), so that one loaded copy can serve both."""
+    """Whether two folders saved the same tokenizer (equal files, loading flags aside), so that one loaded copy can
+    serve both."""
     if not (Path(a, "tokenizer.json").is_file() and Path(b, "tokenizer.json").is_file()):
         return False
-    for name in TOKENIZER_FILES:
-        one, other = Path(a, name), Path(b, name)
-        if one.is_file() != other.is_file() or (one.is_file() and one.read_bytes() != other.read_bytes()):
-            return False
-    return True
+    return all(_tokenizer_file(a, name) == _tokenizer_file(b, name) for name in TOKENIZER_FILES)
 
 
 # The shipped BPE's size: 4k rather than 8k leaves room in checkpoints/ (64 MiB for four GPT-2 models) for wider

@@ -51,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from core.data import DataConfig, load_trajectories, seeded_subset
     from core.models.encoder import EncoderConfig, TextEncoder
-    from core.models.generator import Decoding, generate, load_generator
-    from core.text import load_tokenizer
+    from core.models.generator import Decoding, generate, load_generator, load_model_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="checkpoints/mle", help="the generator whose replies D must tell apart")
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     rows = seeded_subset(load_trajectories(DataConfig())["train"], args.contexts, args.seed)
     contexts = [(list(h), p) for h, p in zip(rows["history"], rows["prompt"])]
-    generator, tokenizer = load_generator(args.model), load_tokenizer(args.model)
+    generator, tokenizer = load_generator(args.model), load_model_tokenizer(args.model)
     encoder = TextEncoder(EncoderConfig(max_length=96, freeze=True)).eval()  # as configs/presets/cpu.yaml
     features = {"expert": [], "generated": []}
     for start in tqdm(range(0, len(contexts), args.batch_size), desc="sample + encode", unit="batch"):

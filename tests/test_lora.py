@@ -14,7 +14,7 @@ from core.engine.runtime import create_accelerator, seed_everything
 from core.models.discriminator import DiscriminatorConfig
 from core.models.encoder import EncoderConfig
 from core.models.generator import (Decoding, GeneratorConfig, LoraSettings, build_generator, generate, load_generator,
-                                   response_logprobs, using_adapter)
+                                   load_model_tokenizer, response_logprobs, using_adapter)
 from core.models.card import ModelCard, model_version, write_base_card
 from core.registry import load_responder
 from core.text import SYSTEM_PROMPT, collate, encode, encode_batch, load_tokenizer
@@ -134,6 +134,21 @@ def test_an_adapter_round_trips_through_export(base_dir, tmp_path):
         assert _expert_logp(loaded, tokenizer) == pytest.approx(_expert_logp(model, tokenizer), abs=tolerance * 50)
         assert _expert_logp(loaded, tokenizer) != pytest.approx(_expert_logp(load_generator(base_dir), tokenizer),
                                                                 abs=1.0)
+
+
+def test_an_adapter_leaves_its_bases_tokenizer_to_the_base_and_keeps_one_of_its_own(base_dir, tmp_path):
+    tokenizer = load_tokenizer(base_dir)
+    model = build_generator(GeneratorConfig(name_or_path=str(base_dir), lora=LORA), tokenizer).eval()
+    card = ModelCard(name="toy", algorithm="mle")
+    out = export_model(model, tokenizer, card, tmp_path / "same")
+    assert not (out / "tokenizer.json").exists() and not (out / "tokenizer_config.json").exists()
+    text = "I lost my job today."
+    assert load_model_tokenizer(out)(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+    tokenizer.model_max_length = 77
+    out = export_model(model, tokenizer, card, tmp_path / "own")
+    assert (out / "tokenizer.json").is_file()
+    assert load_model_tokenizer(out).model_max_length == 77
 
 
 def _gail_config(tmp_path, mle_dir, base_dir, **overrides) -> GAILConfig:

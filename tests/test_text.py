@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -113,11 +115,14 @@ def test_a_directory_without_tokenizer_files_is_a_clear_error(tmp_path):
         load_tokenizer(tmp_path)
 
 
-def test_folders_with_byte_equal_tokenizer_files_share_a_tokenizer(tmp_path, tokenizer):
-    for name in ("a", "b", "c"):
+def test_folders_with_equal_tokenizer_files_share_a_tokenizer_whatever_their_loading_flags(tmp_path, tokenizer):
+    for name in ("a", "b", "c", "d"):
         tokenizer.save_pretrained(tmp_path / name)
     config = tmp_path / "c" / "tokenizer_config.json"
     config.write_text(config.read_text().replace("}", ', "model_max_length": 7}', 1))
+    flags = tmp_path / "d" / "tokenizer_config.json"
+    flags.write_text(json.dumps({**json.loads(flags.read_text()), "local_files_only": True, "is_local": True}))
     assert same_tokenizer(tmp_path / "a", tmp_path / "b")
+    assert same_tokenizer(tmp_path / "a", tmp_path / "d")
     assert not same_tokenizer(tmp_path / "a", tmp_path / "c")
     assert not same_tokenizer(tmp_path / "a", tmp_path / "nowhere")

@@ -33,9 +33,12 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.atomic import write_directory
+from core.models import base
 from core.models.storage import stored, weight_dtype
 from core.models.card import ModelCard
+from core.models.generator import adapter_base
 from core.safe_files import write_checksums
+from core.text import TOKENIZER_FILES, same_tokenizer
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d{8,})$")
 STATE_FILE = "state.json"
@@ -260,7 +263,8 @@ def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, car
     atomically; `dtype` (e.g. "float16") stores the weights in that type, and loaders compute in float32.
     `extras(directory)` writes what belongs beside the model (a GAIL model's discriminator) in the same atomic step,
     so a reader never finds the model without it or a listing that misses its weights. A model with adapters
-    exports its active adapter alone (peft's adapter_config.json names the base it needs)."""
+    exports its active adapter alone (peft's adapter_config.json names the base it needs), and its tokenizer only
+    when it is not the base's."""
     adapter = isinstance(model, PeftModel)
     if not adapter and dtype is not None and weight_dtype(dtype) != model.dtype:
         model = copy.deepcopy(model).to(weight_dtype(dtype))
@@ -278,6 +282,9 @@ def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, car
         else:
             model.save_pretrained(tmp, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(tmp)
+        if adapter and same_tokenizer(tmp, base.resolve(adapter_base(tmp))):
+            for name in TOKENIZER_FILES:  # its base's: load_model_tokenizer reads it from there
+                (tmp / name).unlink(missing_ok=True)
         card.save(tmp)
         if extras is not None:
             extras(tmp)

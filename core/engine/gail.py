@@ -48,8 +48,7 @@ from core.models.discriminator import DISCRIMINATOR_DIR, Discriminator, Discrimi
 from core.models.emotion import EmotionClassifier, emotion_fit, reply_emotion_prior
 from core.models.encoder import MINILM, EncoderConfig
 from core.models.generator import (Decoding, adapter_base, context_length, is_adapter, load_generator,
-                                   using_adapter)
-from core.text import load_tokenizer
+                                   load_model_tokenizer, using_adapter)
 
 POLICY_ADAPTER, REFERENCE_ADAPTER = "default", "reference"
 ALGORITHMS = ("textgail", "empathygail")
@@ -189,7 +188,7 @@ def build_models(config: GAILConfig, train_rows: datasets.Dataset, accelerator: 
     scheduler = get_linear_schedule_with_warmup(g_optimizer, min(config.warmup_steps, g_updates), g_updates)
     prepared_g, g_optimizer, prepared_d, d_optimizer = accelerator.prepare(generator, g_optimizer, discriminator,
                                                                            d_optimizer)
-    models = Models(prepared_g, generator, load_tokenizer(config.init_from), reference, reference_adapter,
+    models = Models(prepared_g, generator, load_model_tokenizer(config.init_from), reference, reference_adapter,
                     prepared_d, discriminator, emotion, prior)
     parts = dict(models={"generator": generator, "discriminator": discriminator},
                  optimizers={"generator": g_optimizer, "discriminator": d_optimizer},

@@ -36,8 +36,8 @@ from core.engine.schedule import LinearSchedule
 from core.models import base
 from core.models.card import ModelCard, lineage
 from core.models.generator import (GeneratorConfig, LoraSettings, adapter_base, build_generator, context_length,
-                                   is_adapter, load_generator)
-from core.text import Encoded, collate, encode_batch, load_tokenizer, text_ids
+                                   is_adapter, load_generator, load_model_tokenizer)
+from core.text import Encoded, collate, encode_batch, text_ids
 
 @dataclass
 class MLEConfig(RunConfig):
@@ -158,7 +158,7 @@ class MLETrainer:
         if not tokenizer_path:
             raise ValueError("no tokenizer: set tokenizer=DIR (train one with `python -m core tokenizer`) or start "
                              "from a model with generator.name_or_path=DIR or init_from=DIR")
-        self.tokenizer = tokenizer = load_tokenizer(base.resolve(tokenizer_path))
+        self.tokenizer = tokenizer = load_model_tokenizer(base.resolve(tokenizer_path))
         if dataset is None:
             dataset = load_trajectories(config.data)
         self.train_rows = train_rows = seeded_subset(dataset["train"], config.max_train_examples, config.seed)
