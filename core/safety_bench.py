@@ -67,10 +67,7 @@ class HeldOut:
 
 @dataclass
 class LayerFigures:
-    recall: float
-    missed: list[str]
-    false_alarms: list[str]
-    negatives: int
+    part_a: HeldOut  # heldout.txt, where the bars are measured
     ms_mean: float
     ms_p95: float
     fpr: float | None = None  # None when the real data is absent
@@ -88,7 +85,6 @@ class SafetyFigures:
     hard_negatives: int
     hard_negative_hits: list[tuple[str, str]]  # (message, reason)
     layers: dict[str, LayerFigures] = field(default_factory=dict)  # empty when the semantic layer is unavailable
-    positives: int = 0
     prompts: int = 0
     sad_prompts: int = 0
     prompts_by_source: dict[str, int] = field(default_factory=dict)
@@ -101,8 +97,8 @@ class SafetyFigures:
         both = self.layers.get("both")
         if both is None:
             return False
-        return (rules_ok and both.recall >= HELDOUT_RECALL_TARGET
-                and len(both.false_alarms) <= HELDOUT_FALSE_ALARM_TARGET * both.negatives
+        return (rules_ok and both.part_a.recall >= HELDOUT_RECALL_TARGET
+                and len(both.part_a.false_alarms) <= HELDOUT_FALSE_ALARM_TARGET * both.part_a.negatives
                 and (both.fpr is None or both.fpr <= FPR_TARGET) and both.ms_mean <= MS_TARGET)
 
 
@@ -146,12 +142,10 @@ def _measure_layers(figures: SafetyFigures, prompts: list[Prompt]) -> None:
     rule_hits = torch.tensor([assess_rules(p.text).is_crisis for p in prompts], dtype=torch.bool)
     sad = torch.tensor([p.emotion in SAD_EMOTIONS for p in prompts], dtype=torch.bool)
     hits = {"rules": rule_hits, "semantic": semantic_hits, "both": rule_hits | semantic_hits}
-    figures.positives = sum(row.is_crisis for row in heldout)
     for name, decide in deciders.items():
-        on_a = HeldOut.of([decide(text, history) for text, history in messages], heldout)
+        part_a = HeldOut.of([decide(text, history) for text, history in messages], heldout)
         ms_mean, ms_p95 = _timed(decide, timed, layer)
-        found = LayerFigures(recall=on_a.recall, missed=on_a.missed, false_alarms=on_a.false_alarms,
-                             negatives=on_a.negatives, ms_mean=ms_mean, ms_p95=ms_p95)
+        found = LayerFigures(part_a=part_a, ms_mean=ms_mean, ms_p95=ms_p95)
         found.parts = {letter: HeldOut.of([decide(row.text, list(row.history)) for row in rows], rows)
                        for letter, rows in parts.items()}
         if prompts:
@@ -199,8 +193,7 @@ def against_target(count: int, total: int, target: float, at_least: bool) -> str
 def _interval_rows(figures: SafetyFigures) -> list[str]:
     """Both layers on each held-out part and on all of them together, with intervals, against the targets."""
     both = figures.layers["both"]
-    part_a = HeldOut(both.recall, both.missed, both.false_alarms, figures.positives, both.negatives)
-    counts = {letter: held.counts for letter, held in {"A": part_a, **both.parts}.items()}
+    counts = {letter: held.counts for letter, held in {"A": both.part_a, **both.parts}.items()}
     counts[f"{'+'.join(counts)} pooled"] = tuple(sum(column) for column in zip(*counts.values()))
     rows = ["both layers, 95% Wilson intervals against the targets:"]
     for name, (hits, positives, alarms, negatives) in counts.items():
@@ -219,8 +212,8 @@ def _layer_rows(figures: SafetyFigures) -> list[str]:
     for name, found in figures.layers.items():
         fpr = _share(len(found.false_positives), figures.prompts, 3)
         sad = _share(found.sad_hits, figures.sad_prompts, 2)
-        alarms = _share(len(found.false_alarms), found.negatives)
-        rows.append(f"{name:9s} {found.recall:>8.1%} {alarms:>13s} {fpr:>14s} {sad:>12s} {found.ms_mean:>7.1f} "
+        alarms = _share(len(found.part_a.false_alarms), found.part_a.negatives)
+        rows.append(f"{name:9s} {found.part_a.recall:>8.1%} {alarms:>13s} {fpr:>14s} {sad:>12s} {found.ms_mean:>7.1f} "
                     f"{found.ms_p95:>6.1f}")
     return rows
 
@@ -238,8 +231,8 @@ def report(figures: SafetyFigures) -> str:
         return "\n".join(lines)
     both = figures.layers["both"]
     sources = ", ".join(f"{n} {s}" for s, n in figures.prompts_by_source.items()) or "real test data not found"
-    lines.append(f"held-out ({HELDOUT.name}, never fitted or tuned on): {figures.positives} crisis messages, "
-                 f"{both.negatives} hard negatives; real test prompts: {figures.prompts} ({sources}), "
+    lines.append(f"held-out ({HELDOUT.name}, never fitted or tuned on): {both.part_a.positives} crisis "
+                 f"messages, {both.part_a.negatives} hard negatives; real test prompts: {figures.prompts} ({sources}), "
                  f"{figures.sad_prompts} of them in ED's {'/'.join(SAD_EMOTIONS)} conversations; time on "
                  f"{figures.threads} torch thread(s)")
     lines += [f"  {row}" for row in _layer_rows(figures)]
@@ -253,8 +246,8 @@ def report(figures: SafetyFigures) -> str:
     lines.append(f"  targets for both: recall >= {HELDOUT_RECALL_TARGET:.0%}, false alarms <= "
                  f"{HELDOUT_FALSE_ALARM_TARGET:.0%}, FPR <= {FPR_TARGET:.0%}, < {MS_TARGET:.0f} ms per message")
     lines += _interval_rows(figures)
-    lines += [f"  both missed: {text}" for text in both.missed[:SHOWN]]
-    lines += [f"  both false alarm: {text}" for text in both.false_alarms[:SHOWN]]
+    lines += [f"  both missed: {text}" for text in both.part_a.missed[:SHOWN]]
+    lines += [f"  both false alarm: {text}" for text in both.part_a.false_alarms[:SHOWN]]
     lines += [f"  both on real test [{source}]: {text[:200]}" for source, text in both.false_positives[:SHOWN]]
     lines.append(f"{'PASS' if figures.passed else 'FAIL'} ({figures.seconds:.1f} s)")
     return "\n".join(lines)

@@ -347,10 +347,10 @@ def test_the_bench_pools_the_held_out_parts_for_both_layers():
     def part(hits, positives, alarms, negatives):
         return safety_bench.HeldOut(recall=hits / positives, missed=["m"] * (positives - hits),
                                     false_alarms=["f"] * alarms, positives=positives, negatives=negatives)
-    both = safety_bench.LayerFigures(recall=129 / 134, missed=["m"] * 5, false_alarms=["f"], negatives=108,
-                                     ms_mean=10.0, ms_p95=12.0, parts={"B": part(94, 100, 5, 102)})
+    both = safety_bench.LayerFigures(part_a=part(129, 134, 1, 108), ms_mean=10.0, ms_p95=12.0,
+                                     parts={"B": part(94, 100, 5, 102)})
     figures = safety_bench.SafetyFigures(recall=1.0, phrasings=1, recall_by_category={}, missed=[], hard_negatives=0,
-                                         hard_negative_hits=[], layers={"both": both}, positives=134)
+                                         hard_negative_hits=[], layers={"both": both})
     rows = safety_bench._interval_rows(figures)
     assert rows[1].startswith("  part A: recall 96.3% [") and "false alarms 0.9% [" in rows[1]
     assert rows[2].startswith("  part B: recall 94.0% [")
