@@ -208,11 +208,12 @@ class SemanticLayer:
             return Judgement(False, 0.0, None, False)
         embedding = self._cached(normalised)
         alone = self._read(embedding, False)
-        if alone.is_crisis or not self._crisis_before(history, rules_context):
+        if alone.is_crisis or not self.crisis_before(history, rules_context):
             return alone
         return self._read(embedding, True)
 
-    def _crisis_before(self, history: Sequence[object], rules_context: bool) -> bool:
+    def crisis_before(self, history: Sequence[object], rules_context: bool) -> bool:
+        """Whether one of the last CONTEXT_TURNS turns is a crisis turn, as `judge` decides it."""
         recent = [turn for turn in (list(history)[-CONTEXT_TURNS:] if isinstance(history, (list, tuple)) else [])
                   if isinstance(turn, str) and turn.strip()]
         if any(CRISIS_REPLY in turn for turn in recent):
