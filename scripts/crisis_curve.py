@@ -23,6 +23,21 @@ if __package__ in (None, ""):  # run as a file: the repository root holds core/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def curve(ruled: torch.Tensor, read_alone: torch.Tensor, before: torch.Tensor, read_after: torch.Tensor,
+          crisis: torch.Tensor, prompts_ruled: torch.Tensor, prompts_read: torch.Tensor, deltas: list[float]
+          ) -> list[tuple[float, float, float, float]]:
+    """(delta, recall, false alarms, test FPR) for each delta. Per held-out message: whether the rules flag it, the
+    layer's reading alone and after a crisis turn, each less its threshold, and whether a crisis turn came before;
+    per test prompt (read alone): whether the rules flag it and its reading less the threshold."""
+    rows = []
+    for delta in deltas:
+        flagged = ruled | (read_alone >= delta) | (before & (read_after >= delta))
+        rows.append((delta, (flagged & crisis).sum().item() / crisis.sum().item(),
+                     (flagged & ~crisis).sum().item() / (~crisis).sum().item(),
+                     (prompts_ruled | (prompts_read >= delta)).float().mean().item()))
+    return rows
+
+
 def main() -> None:
     from core.safety import semantic
     from core.safety.crisis import assess_rules, normalise
@@ -59,11 +74,9 @@ def main() -> None:
           f"prompts. Targets: recall >= {HELDOUT_RECALL_TARGET:.0%}, false alarms <= "
           f"{HELDOUT_FALSE_ALARM_TARGET:.0%}, FPR <= {FPR_TARGET:.0%}")
     steps = round(args.span / args.step)
-    for delta in (i * args.step for i in range(-steps, steps + 1)):
-        flagged = ruled | (read_alone >= delta) | (before & (read_after >= delta))
-        recall = (flagged & crisis).sum().item() / crisis.sum().item()
-        false_alarms = (flagged & ~crisis).sum().item() / (~crisis).sum().item()
-        fpr = (prompts_ruled | (prompts_read >= delta)).float().mean().item()
+    deltas = [i * args.step for i in range(-steps, steps + 1)]
+    for delta, recall, false_alarms, fpr in curve(ruled, read_alone, before, read_after, crisis, prompts_ruled,
+                                                  prompts_read, deltas):
         met = (recall >= HELDOUT_RECALL_TARGET, false_alarms <= HELDOUT_FALSE_ALARM_TARGET, fpr <= FPR_TARGET)
         print(f"delta {delta:+.2f}: recall {recall:6.1%}  false alarms {false_alarms:5.1%}  test FPR {fpr:6.2%}  "
               f"bars met {sum(met)} of 3")

@@ -370,3 +370,21 @@ def test_false_positive_rate_on_real_test_prompts(real_data_dir, capsys):
     for layer in figures.layers.values():
         assert layer.fpr <= safety_bench.FPR_TARGET
         assert set(layer.parts) == set(safety_bench.PARTS)
+
+
+def test_the_threshold_curve_counts_both_layers_as_assess_decides():
+    import torch
+
+    from scripts.crisis_curve import curve
+    # Five held-out messages (three crisis) and four test prompts; margins are readings less their thresholds.
+    ruled = torch.tensor([True, False, False, False, True])
+    read_alone = torch.tensor([-0.5, 0.1, -0.2, -0.1, -0.9])
+    before = torch.tensor([False, False, True, True, False])
+    read_after = torch.tensor([0.9, -0.9, 0.05, 0.3, 0.9])  # counts only after a crisis turn
+    crisis = torch.tensor([True, True, True, False, False])
+    prompts_ruled = torch.tensor([False, False, False, True])
+    prompts_read = torch.tensor([-0.3, 0.0, 0.2, -0.9])
+    rows = curve(ruled, read_alone, before, read_after, crisis, prompts_ruled, prompts_read, [-0.25, 0.0, 0.2])
+    assert rows[1] == (0.0, 1.0, 1.0, 0.75)  # the rules flag a negative; the fourth message follows a crisis turn
+    assert rows[0][1:] == (1.0, 1.0, 0.75)
+    assert rows[2][1:] == pytest.approx((1 / 3, 1.0, 0.5))  # two crisis readings fall under 0.2
