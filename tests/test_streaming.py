@@ -2,9 +2,11 @@
 reader does, several adapters on one base answering in one batched call, and the guard on a growing reply."""
 
 import io
+import json
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -245,13 +247,20 @@ def test_a_request_whose_reply_has_ended_is_answered_before_its_batch_ends(respo
     assert short.steps.empty() and long.steps.empty()
 
 
-
-def test_an_adapter_saved_with_its_base_s_tokenizer_uses_the_shared_one(responders, tmp_path):
+def test_an_adapter_reads_its_bases_loaded_tokenizer_unless_it_saved_another(responders, tmp_path):
     one = responders[0]
-    assert one.tokenizer is not one.shared.tokenizer  # its tokenizer_config.json was written anew, with other keys
-    copy = shutil.copytree(one.card.path, tmp_path / "copy")
-    for name in TOKENIZER_FILES:
+    assert not Path(one.card.path, "tokenizer.json").exists()  # export_model left out the base's tokenizer
+    assert one.tokenizer is one.shared.tokenizer
+    same, other = (shutil.copytree(one.card.path, tmp_path / name) for name in ("same", "other"))
+    for name in TOKENIZER_FILES:  # as adapters were saved before: the base's files, loading flags aside
         if (one.shared.folder / name).is_file():
-            shutil.copy(one.shared.folder / name, copy / name)
-    write_checksums(copy)
-    assert load_responder(copy).tokenizer is one.shared.tokenizer
+            for folder in (same, other):
+                shutil.copy(one.shared.folder / name, folder / name)
+    config = same / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "local_files_only": False}))
+    config = other / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_max_length": 77}))
+    for folder in (same, other):
+        write_checksums(folder)
+    assert load_responder(same).tokenizer is one.shared.tokenizer
+    assert load_responder(other).tokenizer.model_max_length == 77
