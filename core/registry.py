@@ -20,11 +20,12 @@ from transformers import PreTrainedModel
 from core.models import base, seq2seq
 from core.models.card import ModelCard, model_version
 from core.models.generator import (BASE_ROW, Context, Decoding, adapter_base, context_length, generate, is_adapter,
-                                   load_base_model, load_generator, response_logprobs, using_adapter)
+                                   load_base_model, load_generator, reads_base_tokenizer, response_logprobs,
+                                   using_adapter)
 from core.models.model_thread import on_model_thread
 from core.models.streaming import TokenQueue, stream_generation
 from core.safe_files import check_checkpoint_dir, safe_path
-from core.text import collate, encode, load_tokenizer, same_tokenizer
+from core.text import collate, encode, load_tokenizer
 
 # One model call at a time per process: two calls would only share the same cores, the random stream that a seed
 # fixes is global to torch, and adapters on a shared base are switched in place. The calls run on the model thread
@@ -144,8 +145,7 @@ class CausalLMResponder(Responder):
             return cls(shared.model, shared.tokenizer, card, shared)
         if is_adapter(path):
             shared = SharedBase.get(adapter_base(path), device, dtype)
-            own = Path(path, "tokenizer.json").is_file() and not same_tokenizer(path, shared.folder)
-            tokenizer = load_tokenizer(path) if own else shared.tokenizer
+            tokenizer = shared.tokenizer if reads_base_tokenizer(path) else load_tokenizer(path)
             return cls(shared.model, tokenizer, card, shared, shared.attach(Path(path)))
         return cls(load_generator(path, device, dtype=dtype), load_tokenizer(path), card)
 

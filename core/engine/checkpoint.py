@@ -33,12 +33,11 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from core.atomic import write_directory
-from core.models import base
 from core.models.storage import stored, weight_dtype
 from core.models.card import ModelCard
-from core.models.generator import adapter_base
+from core.models.generator import reads_base_tokenizer
 from core.safe_files import write_checksums
-from core.text import TOKENIZER_FILES, same_tokenizer
+from core.text import TOKENIZER_FILES
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d{8,})$")
 STATE_FILE = "state.json"
@@ -282,7 +281,7 @@ def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, car
         else:
             model.save_pretrained(tmp, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(tmp)
-        if adapter and same_tokenizer(tmp, base.resolve(adapter_base(tmp))):
+        if adapter and reads_base_tokenizer(tmp):
             for name in TOKENIZER_FILES:  # its base's: load_model_tokenizer reads it from there
                 (tmp / name).unlink(missing_ok=True)
         card.save(tmp)

@@ -22,7 +22,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from core.models import base
 from core.models.sampling import NucleusSampling
-from core.text import Context, Encoded, collate, encode_batch, layout, load_tokenizer, reply_text
+from core.text import Context, Encoded, collate, encode_batch, layout, load_tokenizer, reply_text, same_tokenizer
 
 ADAPTER_CONFIG = "adapter_config.json"  # peft's: a directory holding it is an adapter on a named base
 # The longest input any model is fed (context + reply): a pretrained base accepts 8k tokens, but every token costs
@@ -151,10 +151,15 @@ def adapter_base(path: str | Path) -> str:
     return json.loads(Path(path, ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
 
 
+def reads_base_tokenizer(path: str | Path) -> bool:
+    """Whether an adapter directory reads with its base's tokenizer: it saved none (`export_model` leaves out a
+    tokenizer that is its base's, 3.5 MB for SmolLM2), or the same one."""
+    return not Path(path, "tokenizer.json").is_file() or same_tokenizer(path, base.resolve(adapter_base(path)))
+
+
 def load_model_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """The tokenizer a model directory reads with: its own, or its base's for an adapter that saved none
-    (`export_model` leaves out a tokenizer that is its base's, 3.5 MB for SmolLM2)."""
-    if is_adapter(path) and not Path(path, "tokenizer.json").is_file():
+    """The tokenizer a model directory reads with: its own, or its base's (`reads_base_tokenizer`)."""
+    if is_adapter(path) and reads_base_tokenizer(path):
         return load_tokenizer(base.resolve(adapter_base(path)))
     return load_tokenizer(path)
 
